@@ -1,0 +1,20 @@
+"""came_grad_jax: CAME-Grad and multi-task gradient weightings for JAX/Optax.
+
+Layers:
+  1. :func:`value_and_task_grads`: per-task gradients, stacked on a leading axis K.
+  2. :mod:`came_grad_jax.weightings`: Gram matrix (K, K) -> coefficients (K,).
+  3. :func:`aggregate`, :func:`came_grad`: ``optax.GradientTransformation``s.
+"""
+
+from came_grad_jax import weightings
+from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
+from came_grad_jax.gram import combine, gram, num_tasks_of
+from came_grad_jax.task_grads import value_and_task_grads
+from came_grad_jax.transform import AggregateState, aggregate, came_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AggregateState", "Diagnostics", "aggregate", "came_grad", "combine",
+    "compute_diagnostics", "gram", "num_tasks_of", "value_and_task_grads", "weightings",
+]

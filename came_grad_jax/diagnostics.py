@@ -1,0 +1,77 @@
+"""The "Double Dilemma" made visible: per-step diagnostics from ``M`` and ``c``.
+
+All quantities are read off the Gram matrix ``M`` of the task-weighted
+gradients and the coefficients ``c`` of the update ``g_final = sum_k c_k h_k``;
+no pass over the gradients is needed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class Diagnostics(NamedTuple):
+  """One step's diagnostics of a Gram-based multi-task update."""
+
+  cosine: Array
+  """(K, K) pairwise cosine similarities of the task gradients (0 for a zero gradient)."""
+  task_norms: Array
+  """(K,) norms ``||h_k||`` of the task-weighted gradients."""
+  drift_deg: Array
+  """Angle in degrees between ``g_final`` and ``g_joint`` (0 if either is zero)."""
+  diffusion_decay: Array
+  """``||g_joint|| / sum_k ||h_k||``: 1 = no cancellation, 0 = full (1 if all zero)."""
+  energy_gain: Array
+  """``||g_final|| / ||g_joint||`` (kappa for CAME-Grad with nu = 0; 0 if g_joint = 0)."""
+  coefficients: Array
+  """(K,) the coefficients ``c`` of the update."""
+  min_inner: Array
+  """``min_k <h_k, g_final>``: negative means the update conflicts with a task."""
+
+
+def _safe_div(num: Array, den: Array, default: float) -> Array:
+  ok = den > 0
+  return jnp.where(ok, num / jnp.where(ok, den, 1.0), default)
+
+
+def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
+  """Diagnostics of the update ``sum_k c_k h_k`` from ``M`` (K, K) and ``c`` (K,).
+
+  Example:
+    >>> d = compute_diagnostics(jnp.array([[1.0, -1.0], [-1.0, 4.0]]), jnp.ones(2))
+    >>> float(d.diffusion_decay)  # ||h1 + h2|| / (||h1|| + ||h2||) = sqrt(3) / 3
+    0.5773...
+  """
+  gram = jnp.asarray(gram)
+  coeffs = jnp.asarray(coeffs, gram.dtype)
+  ones = jnp.ones_like(coeffs)
+  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  cosine = _safe_div(gram, jnp.outer(norms, norms), 0.0)
+  joint_norm = jnp.sqrt(jnp.maximum(ones @ gram @ ones, 0.0))
+  final_norm = jnp.sqrt(jnp.maximum(coeffs @ gram @ coeffs, 0.0))
+  cos_drift = _safe_div(coeffs @ gram @ ones, joint_norm * final_norm, 1.0)
+  inner = gram @ coeffs
+  return Diagnostics(
+      cosine=cosine,
+      task_norms=norms,
+      drift_deg=jnp.degrees(jnp.arccos(jnp.clip(cos_drift, -1.0, 1.0))),
+      diffusion_decay=_safe_div(joint_norm, jnp.sum(norms), 1.0),
+      energy_gain=_safe_div(final_norm, joint_norm, 0.0),
+      coefficients=coeffs,
+      min_inner=jnp.min(inner),
+  )
+
+
+def empty_diagnostics(num_tasks: int, dtype=jnp.float32) -> Diagnostics:
+  """Zero diagnostics of the right shapes, for a transformation's initial state."""
+  zero = jnp.zeros([], dtype)
+  return Diagnostics(
+      cosine=jnp.zeros((num_tasks, num_tasks), dtype),
+      task_norms=jnp.zeros((num_tasks,), dtype),
+      drift_deg=zero, diffusion_decay=zero, energy_gain=zero,
+      coefficients=jnp.zeros((num_tasks,), dtype), min_inner=zero)

@@ -1,0 +1,76 @@
+"""Validation and resolution of hyperparameters (floats, arrays or schedules)."""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+ScalarOrSchedule = Union[float, jax.typing.ArrayLike, Callable[[Array], Array]]
+
+
+def _concrete(value) -> np.ndarray | None:
+  """``value`` as a NumPy array when it is known at trace time, else None."""
+  try:
+    return np.asarray(value)
+  except (jax.errors.TracerArrayConversionError,
+          jax.errors.ConcretizationTypeError):
+    return None
+
+
+def check_scalar(name: str, value: ScalarOrSchedule, *, lower: float,
+                 upper: float = np.inf, lower_open: bool = False) -> None:
+  """Check a scalar hyperparameter lies in ``[lower, upper]`` (or ``(lower, upper]``).
+
+  Schedules (callables) and traced values (e.g. under
+  ``optax.inject_hyperparams`` inside ``jit``) cannot be checked here and pass.
+
+  Raises:
+    TypeError: if the value is not a real scalar.
+    ValueError: if it is non-finite or outside the range.
+  """
+  if callable(value):
+    return
+  arr = _concrete(value)
+  if arr is None:
+    return
+  if arr.shape != () or not (np.issubdtype(arr.dtype, np.floating)
+                             or np.issubdtype(arr.dtype, np.integer)):
+    raise TypeError(f"{name} must be a real scalar or a schedule, got {value!r}")
+  x = float(arr)
+  below = x <= lower if lower_open else x < lower
+  if not np.isfinite(x) or below or x > upper:
+    bracket = "(" if lower_open else "["
+    raise ValueError(f"{name} must be in {bracket}{lower}, {upper}], got {x}")
+
+
+def resolve(value: ScalarOrSchedule, count: Array) -> Array:
+  """The value of a hyperparameter at step ``count`` (calls a schedule)."""
+  return value(count) if callable(value) else value
+
+
+def check_task_weights(task_weights, num_tasks: int | None = None) -> None:
+  """Check task weights are a finite, non-negative vector (of length K if known).
+
+  Raises:
+    ValueError: naming ``task_weights`` and what was expected.
+  """
+  if task_weights is None:
+    return
+  arr = _concrete(task_weights)
+  if arr is None:
+    if num_tasks is not None and jnp.shape(task_weights) != (num_tasks,):
+      raise ValueError(
+          f"task_weights must have shape ({num_tasks},), got {jnp.shape(task_weights)}")
+    return
+  if arr.ndim != 1:
+    raise ValueError(f"task_weights must be a vector of K weights, got shape {arr.shape}")
+  if num_tasks is not None and arr.shape[0] != num_tasks:
+    raise ValueError(
+        f"task_weights has {arr.shape[0]} entries but the gradients have K = "
+        f"{num_tasks} tasks")
+  if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+    raise ValueError(f"task_weights must be finite and >= 0, got {arr.tolist()}")
