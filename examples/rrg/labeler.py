@@ -170,17 +170,17 @@ _DECIMAL_RE = re.compile(r"(\d)\.(\d)")
 
 
 def _phrase_index() -> dict[tuple[str, ...], list[tuple[str, str]]]:
-    """Maps each phrase's tokens to its (kind, value) entries.
+  """Maps each phrase's tokens to its (kind, value) entries.
 
-    kind is "mention" (value: the observation) or "cue" (value: the cue kind); a phrase that is a
-    cue of two kinds (e.g. "not" before and after a mention) has two entries.
-    """
-    index: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-    for kind, groups in (("mention", _MENTIONS), ("cue", _CUES)):
-        for value, phrases in groups.items():
-            for phrase in phrases:
-                index.setdefault(tuple(phrase.split()), []).append((kind, value))
-    return index
+  kind is "mention" (value: the observation) or "cue" (value: the cue kind); a phrase that is a
+  cue of two kinds (e.g. "not" before and after a mention) has two entries.
+  """
+  index: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+  for kind, groups in (("mention", _MENTIONS), ("cue", _CUES)):
+    for value, phrases in groups.items():
+      for phrase in phrases:
+        index.setdefault(tuple(phrase.split()), []).append((kind, value))
+  return index
 
 
 _PHRASE_INDEX = _phrase_index()
@@ -188,219 +188,219 @@ _MAX_PHRASE_LEN = max(len(tokens) for tokens in _PHRASE_INDEX)
 
 
 def _sentences(text: str) -> list[list[str]]:
-    """Lower-cased tokens of each sentence (words, numbers, "?" and ",")."""
-    text = _DECIMAL_RE.sub(r"\1\2", text.lower())
-    return [tokens for part in _SENTENCE_RE.split(text) if (tokens := _TOKEN_RE.findall(part))]
+  """Lower-cased tokens of each sentence (words, numbers, "?" and ",")."""
+  text = _DECIMAL_RE.sub(r"\1\2", text.lower())
+  return [tokens for part in _SENTENCE_RE.split(text) if (tokens := _TOKEN_RE.findall(part))]
 
 
 def _has_verb(tokens: Iterable[str]) -> bool:
-    return any(token in _VERBS for token in tokens)
+  return any(token in _VERBS for token in tokens)
 
 
 def _next_segment(tokens: Sequence[str], start: int) -> list[str]:
-    """Tokens from `start` up to the next "," / "and" / clause breaker."""
-    segment = []
-    for token in tokens[start:]:
-        if token in _CONJUNCTIONS or token in _CLAUSE_BREAKERS:
-            break
-        segment.append(token)
-    return segment
+  """Tokens from `start` up to the next "," / "and" / clause breaker."""
+  segment = []
+  for token in tokens[start:]:
+    if token in _CONJUNCTIONS or token in _CLAUSE_BREAKERS:
+      break
+    segment.append(token)
+  return segment
 
 
 def _starts_clause(tokens: Sequence[str], i: int, current: Sequence[str]) -> bool:
-    """Whether a new clause starts at tokens[i], given the clause read so far."""
-    token = tokens[i]
-    if token in _CLAUSE_BREAKERS:
-        return True
-    if token not in _CONJUNCTIONS:
-        return False
-    following = tokens[i + 1] if i + 1 < len(tokens) else ""
-    if following in _CLAUSE_OPENERS:
-        return True
-    return _has_verb(current) and _has_verb(_next_segment(tokens, i + 1))
+  """Whether a new clause starts at tokens[i], given the clause read so far."""
+  token = tokens[i]
+  if token in _CLAUSE_BREAKERS:
+    return True
+  if token not in _CONJUNCTIONS:
+    return False
+  following = tokens[i + 1] if i + 1 < len(tokens) else ""
+  if following in _CLAUSE_OPENERS:
+    return True
+  return _has_verb(current) and _has_verb(_next_segment(tokens, i + 1))
 
 
 def _clauses(tokens: Sequence[str]) -> list[list[str]]:
-    """Split a sentence's tokens into clauses; the conjunction that splits is dropped."""
-    clauses: list[list[str]] = []
-    current: list[str] = []
-    for i, token in enumerate(tokens):
-        if current and _starts_clause(tokens, i, current):
-            clauses.append(current)
-            current = []
-            if token in _CONJUNCTIONS:
-                continue
-        current.append(token)
-    if current:
-        clauses.append(current)
-    return clauses
+  """Split a sentence's tokens into clauses; the conjunction that splits is dropped."""
+  clauses: list[list[str]] = []
+  current: list[str] = []
+  for i, token in enumerate(tokens):
+    if current and _starts_clause(tokens, i, current):
+      clauses.append(current)
+      current = []
+      if token in _CONJUNCTIONS:
+        continue
+    current.append(token)
+  if current:
+    clauses.append(current)
+  return clauses
 
 
 def _match_phrases(clause: Sequence[str]) -> list[tuple[int, int, str, str]]:
-    """Non-overlapping phrases of a clause, longest first at each position.
+  """Non-overlapping phrases of a clause, longest first at each position.
 
-    Returns (start, end, kind, value) tuples; a cue of two kinds yields two tuples.
-    """
-    matches = []
-    i = 0
-    while i < len(clause):
-        for length in range(min(_MAX_PHRASE_LEN, len(clause) - i), 0, -1):
-            entries = _PHRASE_INDEX.get(tuple(clause[i:i + length]))
-            if entries:
-                matches += [(i, i + length, kind, value) for kind, value in entries]
-                i += length
-                break
-        else:
-            i += 1
-    return matches
+  Returns (start, end, kind, value) tuples; a cue of two kinds yields two tuples.
+  """
+  matches = []
+  i = 0
+  while i < len(clause):
+    for length in range(min(_MAX_PHRASE_LEN, len(clause) - i), 0, -1):
+      entries = _PHRASE_INDEX.get(tuple(clause[i:i + length]))
+      if entries:
+        matches += [(i, i + length, kind, value) for kind, value in entries]
+        i += length
+        break
+    else:
+      i += 1
+  return matches
 
 
 def _in_forward_scope(clause: Sequence[str], cue_end: int, mention_start: int) -> bool:
-    """A cue before a mention reaches it unless a verb stands between them."""
-    return cue_end <= mention_start and not _has_verb(clause[cue_end:mention_start])
+  """A cue before a mention reaches it unless a verb stands between them."""
+  return cue_end <= mention_start and not _has_verb(clause[cue_end:mention_start])
 
 
 def _classify(clause: Sequence[str], start: int, end: int,
               cues: Sequence[tuple[int, int, str]]) -> int:
-    """Label of the mention clause[start:end] from the cues of its clause."""
-    kinds = set()
-    for cue_start, cue_end, kind in cues:
-        if kind.endswith("_pre") and _in_forward_scope(clause, cue_end, start):
-            kinds.add(kind.removesuffix("_pre"))
-        elif kind.endswith("_post") and cue_start >= end:
-            kinds.add(kind.removesuffix("_post"))
-    if "strong_unc" in kinds:
-        return UNCERTAIN
-    if "neg" in kinds:
-        return NEGATIVE
-    if "unc" in kinds:
-        return UNCERTAIN
-    return POSITIVE
+  """Label of the mention clause[start:end] from the cues of its clause."""
+  kinds = set()
+  for cue_start, cue_end, kind in cues:
+    if kind.endswith("_pre") and _in_forward_scope(clause, cue_end, start):
+      kinds.add(kind.removesuffix("_pre"))
+    elif kind.endswith("_post") and cue_start >= end:
+      kinds.add(kind.removesuffix("_post"))
+  if "strong_unc" in kinds:
+    return UNCERTAIN
+  if "neg" in kinds:
+    return NEGATIVE
+  if "unc" in kinds:
+    return UNCERTAIN
+  return POSITIVE
 
 
 def _mentions(text: str) -> list[tuple[str, str, int]]:
-    """(observation, mention text, label) for every mention in the report."""
-    found = []
-    for sentence in _sentences(text):
-        for clause in _clauses(sentence):
-            matches = _match_phrases(clause)
-            cues = [(s, e, value) for s, e, kind, value in matches if kind == "cue"]
-            for start, end, kind, observation in matches:
-                if kind == "mention":
-                    label = _classify(clause, start, end, cues)
-                    found.append((observation, " ".join(clause[start:end]), label))
-    return found
+  """(observation, mention text, label) for every mention in the report."""
+  found = []
+  for sentence in _sentences(text):
+    for clause in _clauses(sentence):
+      matches = _match_phrases(clause)
+      cues = [(s, e, value) for s, e, kind, value in matches if kind == "cue"]
+      for start, end, kind, observation in matches:
+        if kind == "mention":
+          label = _classify(clause, start, end, cues)
+          found.append((observation, " ".join(clause[start:end]), label))
+  return found
 
 
 def _aggregate(mentions: Iterable[tuple[str, str, int]]) -> np.ndarray:
-    """CheXpert aggregation of mention labels into one label per observation."""
-    labels = np.full(len(OBSERVATIONS), BLANK, np.int32)
+  """CheXpert aggregation of mention labels into one label per observation."""
+  labels = np.full(len(OBSERVATIONS), BLANK, np.int32)
 
-    def add(index: int, label: int) -> None:
-        if _PRIORITY[label] > _PRIORITY[int(labels[index])]:
-            labels[index] = label
+  def add(index: int, label: int) -> None:
+    if _PRIORITY[label] > _PRIORITY[int(labels[index])]:
+      labels[index] = label
 
-    for observation, text, label in mentions:
-        add(_INDEX[observation], label)
-        if text in _HEART_FAILURE and label in (POSITIVE, UNCERTAIN):
-            add(_CARDIOMEGALY, UNCERTAIN)
-    findings = np.delete(labels, [_SUPPORT_DEVICES, _NO_FINDING])
-    if not np.isin(findings, (POSITIVE, UNCERTAIN)).any():
-        labels[_NO_FINDING] = POSITIVE
-    return labels
+  for observation, text, label in mentions:
+    add(_INDEX[observation], label)
+    if text in _HEART_FAILURE and label in (POSITIVE, UNCERTAIN):
+      add(_CARDIOMEGALY, UNCERTAIN)
+  findings = np.delete(labels, [_SUPPORT_DEVICES, _NO_FINDING])
+  if not np.isin(findings, (POSITIVE, UNCERTAIN)).any():
+    labels[_NO_FINDING] = POSITIVE
+  return labels
 
 
 def label_report(text: str) -> np.ndarray:
-    """Labels one report with the 14 CheXpert observations.
+  """Labels one report with the 14 CheXpert observations.
 
-    Args:
-      text: a free-text report (raw or cleaned; case and punctuation are handled).
+  Args:
+    text: a free-text report (raw or cleaned; case and punctuation are handled).
 
-    Returns:
-      int32 array of shape (14,), in the order of `OBSERVATIONS`, with values
-      `BLANK`, `POSITIVE`, `NEGATIVE` or `UNCERTAIN`.
+  Returns:
+    int32 array of shape (14,), in the order of `OBSERVATIONS`, with values
+    `BLANK`, `POSITIVE`, `NEGATIVE` or `UNCERTAIN`.
 
-    Example:
-      >>> labels = label_report("Mild cardiomegaly. No pleural effusion or pneumothorax.")
-      >>> int(labels[OBSERVATIONS.index("Cardiomegaly")]) == POSITIVE
-      True
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return _aggregate(_mentions(text))
+  Example:
+    >>> labels = label_report("Mild cardiomegaly. No pleural effusion or pneumothorax.")
+    >>> int(labels[OBSERVATIONS.index("Cardiomegaly")]) == POSITIVE
+    True
+  """
+  if not isinstance(text, str):
+    raise TypeError(f"text must be a str, got {type(text).__name__}")
+  return _aggregate(_mentions(text))
 
 
 def label_reports(texts: Sequence[str]) -> np.ndarray:
-    """Labels many reports: int32 array of shape (N, 14); see `label_report`."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of str, not a single str")
-    labels = [label_report(text) for text in texts]
-    if not labels:
-        return np.zeros((0, len(OBSERVATIONS)), np.int32)
-    return np.stack(labels)
+  """Labels many reports: int32 array of shape (N, 14); see `label_report`."""
+  if isinstance(texts, str):
+    raise TypeError("texts must be a sequence of str, not a single str")
+  labels = [label_report(text) for text in texts]
+  if not labels:
+    return np.zeros((0, len(OBSERVATIONS)), np.int32)
+  return np.stack(labels)
 
 
 _CHEXPERT_VALUES = {1.0: POSITIVE, 0.0: NEGATIVE, -1.0: UNCERTAIN}
 
 
 def _parse_value(value: str, path: str, row_id: str, column: str) -> int:
-    """Maps a CheXpert label cell (1 / 0 / -1 / blank, also 1.0 or nan) to our label."""
-    cell = value.strip().lower()
-    if cell in ("", "nan", "none"):
-        return BLANK
-    try:
-        number = float(cell)
-    except ValueError:
-        number = None
-    if number not in _CHEXPERT_VALUES:
-        raise ValueError(
-            f"{path}: id {row_id!r}, column {column!r}: expected 1, 0, -1 or blank, "
-            f"got {value!r}")
-    return _CHEXPERT_VALUES[number]
+  """Maps a CheXpert label cell (1 / 0 / -1 / blank, also 1.0 or nan) to our label."""
+  cell = value.strip().lower()
+  if cell in ("", "nan", "none"):
+    return BLANK
+  try:
+    number = float(cell)
+  except ValueError:
+    number = None
+  if number not in _CHEXPERT_VALUES:
+    raise ValueError(
+        f"{path}: id {row_id!r}, column {column!r}: expected 1, 0, -1 or blank, "
+        f"got {value!r}")
+  return _CHEXPERT_VALUES[number]
 
 
 def load_labels_file(path: str | os.PathLike, ids: Sequence[str], *,
                      id_column: str = "id") -> np.ndarray:
-    """Reads labels produced by an external labeler such as CheXbert.
+  """Reads labels produced by an external labeler such as CheXbert.
 
-    The file is a CSV with a header: an id column and one column per observation named as in
-    `OBSERVATIONS` (other columns are ignored). Cells hold CheXpert values: 1 (positive),
-    0 (negative), -1 (uncertain) or blank / nan (not mentioned).
+  The file is a CSV with a header: an id column and one column per observation named as in
+  `OBSERVATIONS` (other columns are ignored). Cells hold CheXpert values: 1 (positive),
+  0 (negative), -1 (uncertain) or blank / nan (not mentioned).
 
-    Args:
-      path: the CSV file.
-      ids: the report ids whose labels to return, in this order.
-      id_column: name of the id column.
+  Args:
+    path: the CSV file.
+    ids: the report ids whose labels to return, in this order.
+    id_column: name of the id column.
 
-    Returns:
-      int32 array of shape (len(ids), 14) with values `BLANK`, `POSITIVE`, `NEGATIVE`,
-      `UNCERTAIN`.
+  Returns:
+    int32 array of shape (len(ids), 14) with values `BLANK`, `POSITIVE`, `NEGATIVE`,
+    `UNCERTAIN`.
 
-    Raises:
-      FileNotFoundError: `path` does not exist.
-      ValueError: a column is missing, a cell is not a CheXpert value, an id is repeated or
-        one of `ids` is not in the file.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"labels file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in (id_column, *OBSERVATIONS) if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
-        rows: dict[str, np.ndarray] = {}
-        for row in reader:
-            row_id = row[id_column].strip()
-            if row_id in rows:
-                raise ValueError(f"{path}: id {row_id!r} appears more than once")
-            rows[row_id] = np.array(
-                [_parse_value(row[c] or "", path, row_id, c) for c in OBSERVATIONS], np.int32)
-    absent = [str(i) for i in ids if str(i) not in rows]
-    if absent:
-        raise ValueError(
-            f"{path}: {len(absent)} id(s) not found in column {id_column!r}, e.g. {absent[:5]}")
-    if not ids:
-        return np.zeros((0, len(OBSERVATIONS)), np.int32)
-    return np.stack([rows[str(i)] for i in ids])
+  Raises:
+    FileNotFoundError: `path` does not exist.
+    ValueError: a column is missing, a cell is not a CheXpert value, an id is repeated or
+      one of `ids` is not in the file.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"labels file not found: {path}")
+  with open(path, newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f)
+    header = reader.fieldnames or []
+    missing = [c for c in (id_column, *OBSERVATIONS) if c not in header]
+    if missing:
+      raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
+    rows: dict[str, np.ndarray] = {}
+    for row in reader:
+      row_id = row[id_column].strip()
+      if row_id in rows:
+        raise ValueError(f"{path}: id {row_id!r} appears more than once")
+      rows[row_id] = np.array(
+          [_parse_value(row[c] or "", path, row_id, c) for c in OBSERVATIONS], np.int32)
+  absent = [str(i) for i in ids if str(i) not in rows]
+  if absent:
+    raise ValueError(
+        f"{path}: {len(absent)} id(s) not found in column {id_column!r}, e.g. {absent[:5]}")
+  if not ids:
+    return np.zeros((0, len(OBSERVATIONS)), np.int32)
+  return np.stack([rows[str(i)] for i in ids])

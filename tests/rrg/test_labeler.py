@@ -11,11 +11,11 @@ P, N, U = POSITIVE, NEGATIVE, UNCERTAIN
 
 
 def _labels(**named: int) -> np.ndarray:
-    """A (14,) label vector from keyword arguments such as Pleural_Effusion=P."""
-    labels = np.full(len(OBSERVATIONS), BLANK, np.int32)
-    for key, value in named.items():
-        labels[OBSERVATIONS.index(key.replace("_", " "))] = value
-    return labels
+  """A (14,) label vector from keyword arguments such as Pleural_Effusion=P."""
+  labels = np.full(len(OBSERVATIONS), BLANK, np.int32)
+  for key, value in named.items():
+    labels[OBSERVATIONS.index(key.replace("_", " "))] = value
+  return labels
 
 
 CASES = [
@@ -74,86 +74,86 @@ CASES = [
 
 @pytest.mark.parametrize("text, expected", CASES, ids=[c[0][:40] or "empty" for c in CASES])
 def test_label_report_written_sentences(text, expected):
-    got = label_report(text)
-    assert got.dtype == np.int32 and got.shape == (14,)
-    named = {o: int(v) for o, v in zip(OBSERVATIONS, got) if v != BLANK}
-    want = {o: int(v) for o, v in zip(OBSERVATIONS, expected) if v != BLANK}
-    assert named == want
+  got = label_report(text)
+  assert got.dtype == np.int32 and got.shape == (14,)
+  named = {o: int(v) for o, v in zip(OBSERVATIONS, got) if v != BLANK}
+  want = {o: int(v) for o, v in zip(OBSERVATIONS, expected) if v != BLANK}
+  assert named == want
 
 
 def test_observation_order_and_values():
-    assert OBSERVATIONS[0] == "Enlarged Cardiomediastinum"
-    assert OBSERVATIONS[-2:] == ("Support Devices", "No Finding")
-    assert len(OBSERVATIONS) == 14
-    assert (BLANK, POSITIVE, NEGATIVE, UNCERTAIN) == (0, 1, 2, 3)
+  assert OBSERVATIONS[0] == "Enlarged Cardiomediastinum"
+  assert OBSERVATIONS[-2:] == ("Support Devices", "No Finding")
+  assert len(OBSERVATIONS) == 14
+  assert (BLANK, POSITIVE, NEGATIVE, UNCERTAIN) == (0, 1, 2, 3)
 
 
 def test_no_finding_is_never_negative_or_uncertain():
-    texts = [text for text, _ in CASES]
-    no_finding = label_reports(texts)[:, OBSERVATIONS.index("No Finding")]
-    assert set(no_finding.tolist()) <= {BLANK, POSITIVE}
+  texts = [text for text, _ in CASES]
+  no_finding = label_reports(texts)[:, OBSERVATIONS.index("No Finding")]
+  assert set(no_finding.tolist()) <= {BLANK, POSITIVE}
 
 
 def test_label_reports_stacks_label_report():
-    texts = ["Mild cardiomegaly.", "No effusion.", "Possible pneumonia."]
-    got = label_reports(texts)
-    assert got.shape == (3, 14) and got.dtype == np.int32
-    np.testing.assert_array_equal(got, np.stack([label_report(t) for t in texts]))
-    assert label_reports([]).shape == (0, 14)
-    with pytest.raises(TypeError, match="single str"):
-        label_reports("Mild cardiomegaly.")
+  texts = ["Mild cardiomegaly.", "No effusion.", "Possible pneumonia."]
+  got = label_reports(texts)
+  assert got.shape == (3, 14) and got.dtype == np.int32
+  np.testing.assert_array_equal(got, np.stack([label_report(t) for t in texts]))
+  assert label_reports([]).shape == (0, 14)
+  with pytest.raises(TypeError, match="single str"):
+    label_reports("Mild cardiomegaly.")
 
 
 def _write_csv(path, header, rows):
-    path.write_text("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n")
-    return path
+  path.write_text("\n".join([",".join(header)] + [",".join(r) for r in rows]) + "\n")
+  return path
 
 
 def test_load_labels_file_maps_chexpert_values(tmp_path):
-    header = ["id", "Reports", *OBSERVATIONS]
-    values_a = ["1.0", "0", "-1", "", "nan"] + [""] * 9
-    values_b = ["0.0"] * 13 + ["1"]
-    path = _write_csv(tmp_path / "chexbert.csv", header,
-                      [["a", "text a", *values_a], ["b", "text b", *values_b]])
-    got = load_labels_file(path, ["b", "a"])
-    expected_a = np.array([P, N, U, BLANK, BLANK] + [BLANK] * 9, np.int32)
-    expected_b = np.array([N] * 13 + [P], np.int32)
-    np.testing.assert_array_equal(got, np.stack([expected_b, expected_a]))
+  header = ["id", "Reports", *OBSERVATIONS]
+  values_a = ["1.0", "0", "-1", "", "nan"] + [""] * 9
+  values_b = ["0.0"] * 13 + ["1"]
+  path = _write_csv(tmp_path / "chexbert.csv", header,
+                    [["a", "text a", *values_a], ["b", "text b", *values_b]])
+  got = load_labels_file(path, ["b", "a"])
+  expected_a = np.array([P, N, U, BLANK, BLANK] + [BLANK] * 9, np.int32)
+  expected_b = np.array([N] * 13 + [P], np.int32)
+  np.testing.assert_array_equal(got, np.stack([expected_b, expected_a]))
 
 
 def test_load_labels_file_custom_id_column(tmp_path):
-    path = _write_csv(tmp_path / "l.csv", ["study", *OBSERVATIONS], [["7", *["1"] * 14]])
-    np.testing.assert_array_equal(load_labels_file(path, ["7"], id_column="study"),
-                                  np.full((1, 14), P))
+  path = _write_csv(tmp_path / "l.csv", ["study", *OBSERVATIONS], [["7", *["1"] * 14]])
+  np.testing.assert_array_equal(load_labels_file(path, ["7"], id_column="study"),
+                                np.full((1, 14), P))
 
 
 def test_load_labels_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.csv"):
-        load_labels_file(tmp_path / "missing.csv", ["a"])
-    no_edema = [o for o in OBSERVATIONS if o != "Edema"]
-    path = _write_csv(tmp_path / "cols.csv", ["id", *no_edema], [["a", *["1"] * 13]])
-    with pytest.raises(ValueError, match="Edema"):
-        load_labels_file(path, ["a"])
-    path = _write_csv(tmp_path / "ids.csv", ["id", *OBSERVATIONS], [["a", *["1"] * 14]])
-    with pytest.raises(ValueError, match="'zz'"):
-        load_labels_file(path, ["a", "zz"])
-    path = _write_csv(tmp_path / "bad.csv", ["id", *OBSERVATIONS], [["a", "2", *["1"] * 13]])
-    with pytest.raises(ValueError, match="Enlarged Cardiomediastinum"):
-        load_labels_file(path, ["a"])
-    path = _write_csv(tmp_path / "dup.csv", ["id", *OBSERVATIONS],
-                      [["a", *["1"] * 14], ["a", *["0"] * 14]])
-    with pytest.raises(ValueError, match="more than once"):
-        load_labels_file(path, ["a"])
+  with pytest.raises(FileNotFoundError, match="missing.csv"):
+    load_labels_file(tmp_path / "missing.csv", ["a"])
+  no_edema = [o for o in OBSERVATIONS if o != "Edema"]
+  path = _write_csv(tmp_path / "cols.csv", ["id", *no_edema], [["a", *["1"] * 13]])
+  with pytest.raises(ValueError, match="Edema"):
+    load_labels_file(path, ["a"])
+  path = _write_csv(tmp_path / "ids.csv", ["id", *OBSERVATIONS], [["a", *["1"] * 14]])
+  with pytest.raises(ValueError, match="'zz'"):
+    load_labels_file(path, ["a", "zz"])
+  path = _write_csv(tmp_path / "bad.csv", ["id", *OBSERVATIONS], [["a", "2", *["1"] * 13]])
+  with pytest.raises(ValueError, match="Enlarged Cardiomediastinum"):
+    load_labels_file(path, ["a"])
+  path = _write_csv(tmp_path / "dup.csv", ["id", *OBSERVATIONS],
+                    [["a", *["1"] * 14], ["a", *["0"] * 14]])
+  with pytest.raises(ValueError, match="more than once"):
+    load_labels_file(path, ["a"])
 
 
 def test_label_report_rejects_non_str():
-    with pytest.raises(TypeError, match="str"):
-        label_report(None)
+  with pytest.raises(TypeError, match="str"):
+    label_report(None)
 
 
 def test_every_mention_phrase_is_labelled_positive_alone():
-    """Each phrase of the mention lists is found on its own (guards against typos/overlaps)."""
-    for observation, phrases in labeler._MENTIONS.items():  # pylint: disable=protected-access
-        index = OBSERVATIONS.index(observation)
-        for phrase in phrases:
-            assert label_report(f"{phrase} .")[index] == POSITIVE, phrase
+  """Each phrase of the mention lists is found on its own (guards against typos/overlaps)."""
+  for observation, phrases in labeler._MENTIONS.items():  # pylint: disable=protected-access
+    index = OBSERVATIONS.index(observation)
+    for phrase in phrases:
+      assert label_report(f"{phrase} .")[index] == POSITIVE, phrase

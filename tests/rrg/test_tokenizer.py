@@ -22,83 +22,83 @@ REPORTS = [
     ("...", "mimic_cxr", ""),
 ])
 def test_clean_report(raw, dataset, expected):
-    assert clean_report(raw, dataset) == expected
+  assert clean_report(raw, dataset) == expected
 
 
 def test_clean_report_is_idempotent():
-    raw = "1. The heart is NORMAL.. 2. No focal consolidation, effusion or pneumothorax."
-    once = clean_report(raw, "iu_xray")
-    assert clean_report(once, "iu_xray") == once
+  raw = "1. The heart is NORMAL.. 2. No focal consolidation, effusion or pneumothorax."
+  once = clean_report(raw, "iu_xray")
+  assert clean_report(once, "iu_xray") == once
 
 
 def test_clean_report_rejects_unknown_dataset():
-    with pytest.raises(ValueError, match="chexpert"):
-        clean_report("x", "chexpert")
+  with pytest.raises(ValueError, match="chexpert"):
+    clean_report("x", "chexpert")
 
 
 def test_build_is_sorted_and_deterministic():
-    tok = Tokenizer.build(REPORTS)
-    words = tok.id_to_token[4:]
-    assert words == sorted(set(" ".join(REPORTS).split()))
-    assert Tokenizer.build(list(reversed(REPORTS))).id_to_token == tok.id_to_token
-    assert tok.vocab_size == 4 + len(words)
-    assert tok.id_to_token[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+  tok = Tokenizer.build(REPORTS)
+  words = tok.id_to_token[4:]
+  assert words == sorted(set(" ".join(REPORTS).split()))
+  assert Tokenizer.build(list(reversed(REPORTS))).id_to_token == tok.id_to_token
+  assert tok.vocab_size == 4 + len(words)
+  assert tok.id_to_token[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
 
 
 def test_min_count_thresholds_vocabulary():
-    tok = Tokenizer.build(REPORTS, min_count=2)
-    # Counts: the 2, heart 2, is 2, no 3, effusion 2, . 6; the rest once.
-    assert tok.id_to_token[4:] == sorted(["the", "heart", "is", "no", "effusion", "."])
-    ids = tok.encode("mild edema .", max_len=6)
-    np.testing.assert_array_equal(
-        ids, [tok.bos_id, tok.unk_id, tok.unk_id, tok.token_to_id["."], tok.eos_id, tok.pad_id])
-    with pytest.raises(ValueError, match="min_count"):
-        Tokenizer.build(REPORTS, min_count=0)
+  tok = Tokenizer.build(REPORTS, min_count=2)
+  # Counts: the 2, heart 2, is 2, no 3, effusion 2, . 6; the rest once.
+  assert tok.id_to_token[4:] == sorted(["the", "heart", "is", "no", "effusion", "."])
+  ids = tok.encode("mild edema .", max_len=6)
+  np.testing.assert_array_equal(
+      ids, [tok.bos_id, tok.unk_id, tok.unk_id, tok.token_to_id["."], tok.eos_id, tok.pad_id])
+  with pytest.raises(ValueError, match="min_count"):
+    Tokenizer.build(REPORTS, min_count=0)
 
 
 def test_encode_decode_round_trip():
-    tok = Tokenizer.build(REPORTS)
-    for report in REPORTS:
-        ids = tok.encode(report, max_len=16)
-        assert ids.dtype == np.int32 and ids.shape == (16,)
-        assert ids[0] == tok.bos_id
-        n = len(report.split())
-        assert ids[n + 1] == tok.eos_id and (ids[n + 2:] == tok.pad_id).all()
-        assert tok.decode(ids) == report
+  tok = Tokenizer.build(REPORTS)
+  for report in REPORTS:
+    ids = tok.encode(report, max_len=16)
+    assert ids.dtype == np.int32 and ids.shape == (16,)
+    assert ids[0] == tok.bos_id
+    n = len(report.split())
+    assert ids[n + 1] == tok.eos_id and (ids[n + 2:] == tok.pad_id).all()
+    assert tok.decode(ids) == report
 
 
 def test_encode_truncates_keeping_eos():
-    tok = Tokenizer.build(REPORTS)
-    ids = tok.encode(REPORTS[0], max_len=4)
-    np.testing.assert_array_equal(
-        ids, [tok.bos_id, tok.token_to_id["the"], tok.token_to_id["heart"], tok.eos_id])
-    np.testing.assert_array_equal(tok.encode("", max_len=2), [tok.bos_id, tok.eos_id])
-    with pytest.raises(ValueError, match="max_len"):
-        tok.encode("the", max_len=1)
+  tok = Tokenizer.build(REPORTS)
+  ids = tok.encode(REPORTS[0], max_len=4)
+  np.testing.assert_array_equal(
+      ids, [tok.bos_id, tok.token_to_id["the"], tok.token_to_id["heart"], tok.eos_id])
+  np.testing.assert_array_equal(tok.encode("", max_len=2), [tok.bos_id, tok.eos_id])
+  with pytest.raises(ValueError, match="max_len"):
+    tok.encode("the", max_len=1)
 
 
 def test_decode_stops_at_eos_and_skips_pad_bos():
-    tok = Tokenizer.build(REPORTS)
-    the, heart = tok.token_to_id["the"], tok.token_to_id["heart"]
-    assert tok.decode([tok.pad_id, tok.bos_id, the, tok.pad_id, heart, tok.eos_id, the]) == (
-        "the heart")
-    assert tok.decode([the, tok.unk_id, 10_000]) == "the <unk> <unk>"
-    assert tok.decode_batch(np.array([[the, tok.eos_id], [heart, heart]])) == [
-        "the", "heart heart"]
+  tok = Tokenizer.build(REPORTS)
+  the, heart = tok.token_to_id["the"], tok.token_to_id["heart"]
+  assert tok.decode([tok.pad_id, tok.bos_id, the, tok.pad_id, heart, tok.eos_id, the]) == (
+      "the heart")
+  assert tok.decode([the, tok.unk_id, 10_000]) == "the <unk> <unk>"
+  assert tok.decode_batch(np.array([[the, tok.eos_id], [heart, heart]])) == [
+      "the", "heart heart"]
 
 
 def test_encode_batch_and_save_load(tmp_path):
-    tok = Tokenizer.build(REPORTS)
-    batch = tok.encode_batch(REPORTS, max_len=12)
-    assert batch.shape == (3, 12) and batch.dtype == np.int32
-    np.testing.assert_array_equal(batch[1], tok.encode(REPORTS[1], 12))
-    assert tok.encode_batch([], max_len=12).shape == (0, 12)
-    tok.save(tmp_path / "vocab.json")
-    assert Tokenizer.load(tmp_path / "vocab.json").id_to_token == tok.id_to_token
+  tok = Tokenizer.build(REPORTS)
+  batch = tok.encode_batch(REPORTS, max_len=12)
+  assert batch.shape == (3, 12) and batch.dtype == np.int32
+  np.testing.assert_array_equal(batch[1], tok.encode(REPORTS[1], 12))
+  assert tok.encode_batch([], max_len=12).shape == (0, 12)
+  tok.save(tmp_path / "vocab.json")
+  assert Tokenizer.load(tmp_path / "vocab.json").id_to_token == tok.id_to_token
 
 
 def test_constructor_rejects_special_and_duplicate_words():
-    with pytest.raises(ValueError, match="special"):
-        Tokenizer(["<unk>", "a"])
-    with pytest.raises(ValueError, match="unique"):
-        Tokenizer(["a", "a"])
+  with pytest.raises(ValueError, match="special"):
+    Tokenizer(["<unk>", "a"])
+  with pytest.raises(ValueError, match="unique"):
+    Tokenizer(["a", "a"])
