@@ -6,11 +6,13 @@ CheXpert labeler (Irvin et al., AAAI 2019):
 
 1. *Mention extraction*: phrases from a fixed list per observation, longest phrase first.
 2. *Classification* of every mention by negation and uncertainty cues in its clause: a cue
-   placed before a mention ("no", "without", "possible", "cannot exclude", ...) reaches forward to
-   the next verb such as "is"; a cue placed after it ("is normal", "has resolved",
-   "is not excluded", ...) reaches back to the start of the clause. Uncertainty cues that contain
-   a negation ("cannot exclude", "not excluded", "no new") win over negation, negation wins over
-   the other uncertainty cues.
+   placed before a mention ("no", "without", "possible", "cannot exclude", ...) reaches forward
+   up to the next verb (such as "is") or the next cue; a cue placed after it ("is normal",
+   "has resolved", "is not excluded", ...) reaches back to the start of the clause, unless the
+   cue already reaches a later mention ("opacity, likely atelectasis": only atelectasis is
+   uncertain; "versus" and "?" reach both ways). Uncertainty cues that contain a negation
+   ("cannot exclude", "not excluded", "no new") win over negation, negation wins over the other
+   uncertainty cues.
 3. *Aggregation* over mentions: positive > uncertain > negative > blank; "chf" or "heart failure"
    adds an uncertain cardiomegaly mention; No Finding is positive iff no observation other than
    Support Devices is positive or uncertain, and blank otherwise.
@@ -30,6 +32,7 @@ import csv
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -130,7 +133,7 @@ _CUES: dict[str, tuple[str, ...]] = {
     _NEG_PRE: (
         "no", "not", "without", "negative for", "free of", "clear of", "absence of",
         "resolution of", "resolved", "removal of", "removed", "no longer", "neither", "nor",
-        "normal", "never",
+        "normal", "never", "to suggest",
     ),
     _NEG_POST: (
         "not", "absent", "resolved", "removed", "normal", "unremarkable", "negative",
@@ -150,6 +153,8 @@ _CUES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Cues that apply in both directions even when they reach a later mention ("a versus b").
+_BIDIRECTIONAL = frozenset({"versus", "vs", "?"})
 # Words that open a new clause, so that no cue reaches across them.
 _CLAUSE_BREAKERS = frozenset({
     "but", "however", "although", "though", "whereas", "while", "which", "except", "aside",
@@ -236,10 +241,19 @@ def _clauses(tokens: Sequence[str]) -> list[list[str]]:
   return clauses
 
 
-def _match_phrases(clause: Sequence[str]) -> list[tuple[int, int, str, str]]:
+class _Match(NamedTuple):
+  """A phrase found in a clause: tokens [start, end), "mention" or "cue", observation or kind."""
+
+  start: int
+  end: int
+  kind: str
+  value: str
+
+
+def _match_phrases(clause: Sequence[str]) -> list[_Match]:
   """Non-overlapping phrases of a clause, longest first at each position.
 
-  Returns (start, end, kind, value) tuples; a cue of two kinds yields two tuples.
+  A cue of two kinds (e.g. "not", before or after a mention) yields two matches.
   """
   matches = []
   i = 0
@@ -247,7 +261,7 @@ def _match_phrases(clause: Sequence[str]) -> list[tuple[int, int, str, str]]:
     for length in range(min(_MAX_PHRASE_LEN, len(clause) - i), 0, -1):
       entries = _PHRASE_INDEX.get(tuple(clause[i:i + length]))
       if entries:
-        matches += [(i, i + length, kind, value) for kind, value in entries]
+        matches += [_Match(i, i + length, kind, value) for kind, value in entries]
         i += length
         break
     else:
@@ -255,20 +269,30 @@ def _match_phrases(clause: Sequence[str]) -> list[tuple[int, int, str, str]]:
   return matches
 
 
-def _in_forward_scope(clause: Sequence[str], cue_end: int, mention_start: int) -> bool:
-  """A cue before a mention reaches it unless a verb stands between them."""
-  return cue_end <= mention_start and not _has_verb(clause[cue_end:mention_start])
+def _reaches(clause: Sequence[str], cue: _Match, mention: _Match,
+             cue_starts: Iterable[int]) -> bool:
+  """Whether a cue placed before a mention reaches it: no verb and no other cue between."""
+  between = range(cue.end, mention.start)
+  return (cue.end <= mention.start and not _has_verb(clause[cue.end:mention.start])
+          and not any(s in between for s in cue_starts))
 
 
-def _classify(clause: Sequence[str], start: int, end: int,
-              cues: Sequence[tuple[int, int, str]]) -> int:
-  """Label of the mention clause[start:end] from the cues of its clause."""
+def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
+              claimed: set[int]) -> int:
+  """Label of a mention from the cues of its clause.
+
+  A cue placed after the mention applies to it unless the cue is `claimed` (its start is in
+  the set): a cue that reaches a later mention ("opacity, likely atelectasis") applies only
+  forward.
+  """
+  cue_starts = [cue.start for cue in cues]
   kinds = set()
-  for cue_start, cue_end, kind in cues:
-    if kind.endswith("_pre") and _in_forward_scope(clause, cue_end, start):
-      kinds.add(kind.removesuffix("_pre"))
-    elif kind.endswith("_post") and cue_start >= end:
-      kinds.add(kind.removesuffix("_post"))
+  for cue in cues:
+    if cue.value.endswith("_pre") and _reaches(clause, cue, mention, cue_starts):
+      kinds.add(cue.value.removesuffix("_pre"))
+    elif (cue.value.endswith("_post") and cue.start >= mention.end
+          and cue.start not in claimed):
+      kinds.add(cue.value.removesuffix("_post"))
   if "strong_unc" in kinds:
     return UNCERTAIN
   if "neg" in kinds:
@@ -278,17 +302,30 @@ def _classify(clause: Sequence[str], start: int, end: int,
   return POSITIVE
 
 
+def _claimed_cues(clause: Sequence[str], mentions: Sequence[_Match],
+                  cues: Sequence[_Match]) -> set[int]:
+  """Starts of the cues that reach a later mention (bidirectional cues excepted)."""
+  cue_starts = [cue.start for cue in cues]
+  return {
+      cue.start for cue in cues
+      if cue.value.endswith("_pre")
+      and " ".join(clause[cue.start:cue.end]) not in _BIDIRECTIONAL
+      and any(_reaches(clause, cue, mention, cue_starts) for mention in mentions)
+  }
+
+
 def _mentions(text: str) -> list[tuple[str, str, int]]:
   """(observation, mention text, label) for every mention in the report."""
   found = []
   for sentence in _sentences(text):
     for clause in _clauses(sentence):
       matches = _match_phrases(clause)
-      cues = [(s, e, value) for s, e, kind, value in matches if kind == "cue"]
-      for start, end, kind, observation in matches:
-        if kind == "mention":
-          label = _classify(clause, start, end, cues)
-          found.append((observation, " ".join(clause[start:end]), label))
+      mentions = [m for m in matches if m.kind == "mention"]
+      cues = [m for m in matches if m.kind == "cue"]
+      claimed = _claimed_cues(clause, mentions, cues)
+      for mention in mentions:
+        label = _classify(clause, mention, cues, claimed)
+        found.append((mention.value, " ".join(clause[mention.start:mention.end]), label))
   return found
 
 

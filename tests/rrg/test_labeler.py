@@ -53,6 +53,18 @@ CASES = [
      _labels(Cardiomegaly=P, Pleural_Effusion=N)),
     ("No evidence of pneumonia. Edema may be present.",
      _labels(Pneumonia=N, Edema=U)),
+    # A cue that reaches a later mention applies only forward; "versus" and "?" both ways.
+    ("Streaky opacities in the lung bases, likely atelectasis.",
+     _labels(Lung_Opacity=P, Atelectasis=U)),
+    ("Heart size normal, no effusion.",
+     _labels(Cardiomegaly=N, Pleural_Effusion=N, No_Finding=P)),
+    ("Mild pulmonary edema versus atypical infection.", _labels(Edema=U, Pneumonia=U)),
+    ("Pneumonia?", _labels(Pneumonia=U)),
+    # A cue's forward reach ends at the next cue.
+    ("Possible right pneumothorax, no effusion.",
+     _labels(Pneumothorax=U, Pleural_Effusion=N)),
+    ("No focal consolidation to suggest pneumonia.",
+     _labels(Consolidation=N, Pneumonia=N, No_Finding=P)),
     # Aggregation across mentions: positive > uncertain > negative.
     ("No effusion on the right. Small effusion on the left.", _labels(Pleural_Effusion=P)),
     ("No pneumonia. Possible pneumonia in the lingula.", _labels(Pneumonia=U)),
