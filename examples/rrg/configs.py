@@ -55,6 +55,7 @@ class Config:
   labels_path: str | None = None
   # Bookkeeping.
   eval_batch_size: int = 64
+  meteor: bool = False  # METEOR needs Java and ~10 s per evaluation
   log_every: int = 10
   checkpoint_every: int = 0  # 0: never (main.py --checkpoint sets it)
 

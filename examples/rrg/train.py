@@ -18,6 +18,7 @@ CAME-Grad, CAGrad, ...) turns K task gradients into one update and AdamW does th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -159,8 +160,12 @@ def diagnostics_of(optimizer: nnx.Optimizer) -> dict:
   return {k: jnp.asarray(v) for k, v in found._asdict().items()}
 
 
+@functools.lru_cache(maxsize=None)
 def make_train_step(tasks: Sequence[str] = TASKS, *, temperature: float = 0.1) -> Callable:
   """A jit-compiled ``train_step(model, optimizer, batch) -> metrics`` updating both in place.
+
+  Cached: the same ``(tasks, temperature)`` gives the same function, hence one compilation per
+  model shape and optimizer (``tasks`` must be a tuple).
 
   ``metrics`` has ``losses (K,)`` and the method's diagnostics (``cosine``, ``task_norms``,
   ``drift_deg``, ``diffusion_decay``, ``energy_gain``, ``coefficients``, ``min_inner``).
@@ -218,17 +223,6 @@ def greedy_decode(model: models.ReportGenerator, images: jax.Array, *, max_len: 
   return buf
 
 
-def strip_special(ids: np.ndarray) -> list[int]:
-  """Token ids between BOS and the first EOS (pad and BOS removed)."""
-  out = []
-  for i in np.asarray(ids).tolist():
-    if i == EOS_ID:
-      break
-    if i not in (PAD_ID, BOS_ID):
-      out.append(i)
-  return out
-
-
 def generate_reports(model: models.ReportGenerator, split, tokenizer, *, batch_size: int,
                      max_len: int) -> list[str]:
   """Greedy reports for every example of ``split`` (last batch padded to one compiled shape)."""
@@ -241,7 +235,7 @@ def generate_reports(model: models.ReportGenerator, split, tokenizer, *, batch_s
     if short:
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
     ids = np.asarray(greedy_decode(model, jnp.asarray(chunk), max_len=max_len))
-    texts.extend(tokenizer.decode(strip_special(row)) for row in ids[:batch_size - short])
+    texts.extend(tokenizer.decode(row) for row in ids[:batch_size - short])
   return texts
 
 
@@ -252,7 +246,7 @@ def _eval_losses(model, batch, tasks, temperature):
 
 def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence[str] = TASKS,
              batch_size: int = 64, max_len: int | None = None,
-             temperature: float = 0.1) -> tuple[dict, list[str]]:
+             temperature: float = 0.1, meteor: bool = False) -> tuple[dict, list[str]]:
   """Report quality, clinical efficacy and task losses on ``split``.
 
   NLG metrics compare the generated reports with the tokenised-and-decoded references (what the
@@ -264,8 +258,8 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
 
   max_len = max_len or split.tokens.shape[1]
   hyps = generate_reports(model, split, tokenizer, batch_size=batch_size, max_len=max_len)
-  refs = [tokenizer.decode(strip_special(row)) for row in split.tokens]
-  results = dict(metrics.nlg_metrics(refs, hyps))
+  refs = [tokenizer.decode(row) for row in split.tokens]
+  results = dict(metrics.nlg_metrics(refs, hyps, meteor=meteor))
   results.update(metrics.clinical_efficacy(np.asarray(split.labels),
                                            labeler.label_reports(hyps)))
   # Task losses on the split, averaged over full batches.
@@ -332,14 +326,23 @@ def create_model(config, tokenizer, split, seed: int) -> models.ReportGenerator:
   return models.ReportGenerator(cfg, rngs=nnx.Rngs(seed))
 
 
-def create_optimizer(config, model, method: str) -> nnx.Optimizer:
-  tx = make_optimizer(
+@functools.lru_cache(maxsize=None)
+def config_optimizer(config, method: str) -> optax.GradientTransformation:
+  """The transformation of ``method`` under ``config``, one object per (config, method).
+
+  Reusing the object matters: ``nnx.jit`` keys its compilation cache on the optimizer's
+  (static) transformation, so every seed of a method shares one compiled train step.
+  """
+  return make_optimizer(
       method, config.task_weights, learning_rate=config.learning_rate,
       weight_decay=config.weight_decay, num_steps=config.num_steps,
       warmup_steps=config.warmup_steps,
       hparams={"came_rho": config.came_rho, "came_kappa": config.came_kappa,
                "came_nu": config.came_nu, "cagrad_c": config.cagrad_c})
-  return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+def create_optimizer(config, model, method: str) -> nnx.Optimizer:
+  return nnx.Optimizer(model, config_optimizer(config, method), wrt=nnx.Param)
 
 
 def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
@@ -390,7 +393,7 @@ def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
   test = data["test"]
   results, hyps = evaluate(model, test, tokenizer, tasks=config.tasks,
                            batch_size=min(config.eval_batch_size, test.images.shape[0]),
-                           temperature=config.temperature)
+                           temperature=config.temperature, meteor=config.meteor)
   eval_time = time.perf_counter() - t0
   stacked = {k: np.stack([h[k] for h in history]) for k in (history[0] if history else {})}
   return RunResult(method=method, seed=seed, metrics=results, history=stacked,

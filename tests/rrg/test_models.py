@@ -14,82 +14,82 @@ TINY = ModelConfig(vocab_size=40, max_len=12, image_size=16, channels=(4, 8), d_
 
 
 def _inputs(batch=3, views=1, seed=0, cfg=TINY):
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(size=(batch, views, cfg.image_size, cfg.image_size, 1))
-    tokens = rng.integers(4, cfg.vocab_size, size=(batch, cfg.max_len))
-    tokens[:, 0] = 1
-    return jnp.asarray(images, jnp.float32), jnp.asarray(tokens, jnp.int32)
+  rng = np.random.default_rng(seed)
+  images = rng.uniform(size=(batch, views, cfg.image_size, cfg.image_size, 1))
+  tokens = rng.integers(4, cfg.vocab_size, size=(batch, cfg.max_len))
+  tokens[:, 0] = 1
+  return jnp.asarray(images, jnp.float32), jnp.asarray(tokens, jnp.int32)
 
 
 @pytest.mark.parametrize("views", [1, 2])
 def test_output_shapes(views):
-    cfg = ModelConfig(**{**TINY.__dict__, "num_views": views})
-    model = ReportGenerator(cfg, rngs=nnx.Rngs(0))
-    images, tokens = _inputs(views=views, cfg=cfg)
-    out = model(images, tokens)
-    assert out["logits"].shape == (3, cfg.max_len - 1, cfg.vocab_size)
-    assert out["cls_logits"].shape == (3, 14, 4)
-    assert out["image_emb"].shape == (3, cfg.embed_dim)
-    assert out["text_emb"].shape == (3, cfg.embed_dim)
-    image_tokens, pooled = model.encode_images(images)
-    assert image_tokens.shape == (3, views * cfg.grid_size**2, cfg.d_model)
-    assert pooled.shape == (3, cfg.d_model)
-    np.testing.assert_allclose(jnp.linalg.norm(out["image_emb"], axis=-1), 1.0, rtol=1e-4)
-    np.testing.assert_allclose(jnp.linalg.norm(out["text_emb"], axis=-1), 1.0, rtol=1e-4)
-    for value in out.values():
-        assert bool(jnp.all(jnp.isfinite(value)))
+  cfg = ModelConfig(**{**TINY.__dict__, "num_views": views})
+  model = ReportGenerator(cfg, rngs=nnx.Rngs(0))
+  images, tokens = _inputs(views=views, cfg=cfg)
+  out = model(images, tokens)
+  assert out["logits"].shape == (3, cfg.max_len - 1, cfg.vocab_size)
+  assert out["cls_logits"].shape == (3, 14, 4)
+  assert out["image_emb"].shape == (3, cfg.embed_dim)
+  assert out["text_emb"].shape == (3, cfg.embed_dim)
+  image_tokens, pooled = model.encode_images(images)
+  assert image_tokens.shape == (3, views * cfg.grid_size**2, cfg.d_model)
+  assert pooled.shape == (3, cfg.d_model)
+  np.testing.assert_allclose(jnp.linalg.norm(out["image_emb"], axis=-1), 1.0, rtol=1e-4)
+  np.testing.assert_allclose(jnp.linalg.norm(out["text_emb"], axis=-1), 1.0, rtol=1e-4)
+  for value in out.values():
+    assert bool(jnp.all(jnp.isfinite(value)))
 
 
 def test_decoder_is_causal():
-    model = ReportGenerator(TINY, rngs=nnx.Rngs(1))
-    images, tokens = _inputs()
-    image_tokens, _ = model.encode_images(images)
-    t = 6
-    changed = tokens.at[:, t].set((tokens[:, t] + 1 - 4) % (TINY.vocab_size - 4) + 4)
-    before = model.decode(tokens, image_tokens)
-    after = model.decode(changed, image_tokens)
-    # Positions < t cannot see token t; position t (and later) must.
-    np.testing.assert_allclose(after[:, :t], before[:, :t], atol=1e-6)
-    assert float(jnp.max(jnp.abs(after[:, t] - before[:, t]))) > 1e-4
+  model = ReportGenerator(TINY, rngs=nnx.Rngs(1))
+  images, tokens = _inputs()
+  image_tokens, _ = model.encode_images(images)
+  t = 6
+  changed = tokens.at[:, t].set((tokens[:, t] + 1 - 4) % (TINY.vocab_size - 4) + 4)
+  before = model.decode(tokens, image_tokens)
+  after = model.decode(changed, image_tokens)
+  # Positions < t cannot see token t; position t (and later) must.
+  np.testing.assert_allclose(after[:, :t], before[:, :t], atol=1e-6)
+  assert float(jnp.max(jnp.abs(after[:, t] - before[:, t]))) > 1e-4
 
 
 def test_decoder_reads_the_image_and_views_differ():
-    cfg = ModelConfig(**{**TINY.__dict__, "num_views": 2})
-    model = ReportGenerator(cfg, rngs=nnx.Rngs(2))
-    images, tokens = _inputs(views=2, cfg=cfg)
-    logits = model(images, tokens)["logits"]
-    other = model(images.at[:, 0].set(1.0 - images[:, 0]), tokens)["logits"]
-    assert float(jnp.max(jnp.abs(logits - other))) > 1e-4
-    # Swapping the two views changes the features: the view embedding tells them apart.
-    swapped = model(images[:, ::-1], tokens)["logits"]
-    assert float(jnp.max(jnp.abs(logits - swapped))) > 1e-6
+  cfg = ModelConfig(**{**TINY.__dict__, "num_views": 2})
+  model = ReportGenerator(cfg, rngs=nnx.Rngs(2))
+  images, tokens = _inputs(views=2, cfg=cfg)
+  logits = model(images, tokens)["logits"]
+  other = model(images.at[:, 0].set(1.0 - images[:, 0]), tokens)["logits"]
+  assert float(jnp.max(jnp.abs(logits - other))) > 1e-4
+  # Swapping the two views changes the features: the view embedding tells them apart.
+  swapped = model(images[:, ::-1], tokens)["logits"]
+  assert float(jnp.max(jnp.abs(logits - swapped))) > 1e-6
 
 
 def test_text_embedding_ignores_padding():
-    model = ReportGenerator(TINY, rngs=nnx.Rngs(3))
-    tokens = jnp.array([[1, 5, 6, 7, 2, 0, 0, 0, 0, 0, 0, 0]], jnp.int32)
-    longer_pad = tokens.at[:, 5:].set(0)
-    np.testing.assert_allclose(model.text_embedding(tokens), model.text_embedding(longer_pad))
-    other = tokens.at[:, 2].set(9)
-    assert float(jnp.max(jnp.abs(model.text_embedding(tokens) - model.text_embedding(other)))) > 0
+  model = ReportGenerator(TINY, rngs=nnx.Rngs(3))
+  tokens = jnp.array([[1, 5, 6, 7, 2, 0, 0, 0, 0, 0, 0, 0]], jnp.int32)
+  longer_pad = tokens.at[:, 5:].set(0)
+  np.testing.assert_allclose(model.text_embedding(tokens), model.text_embedding(longer_pad))
+  other = tokens.at[:, 2].set(9)
+  assert float(jnp.max(jnp.abs(model.text_embedding(tokens) - model.text_embedding(other)))) > 0
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="image_size"):
-        ModelConfig(image_size=30, channels=(4, 8))
-    with pytest.raises(ValueError, match="num_heads"):
-        ModelConfig(d_model=30, num_heads=4)
-    model = ReportGenerator(TINY, rngs=nnx.Rngs(0))
-    images, _ = _inputs()
-    too_long = jnp.ones((3, TINY.max_len + 1), jnp.int32)
-    with pytest.raises(ValueError, match="max_len"):
-        model.decode(too_long, model.encode_images(images)[0])
+  with pytest.raises(ValueError, match="image_size"):
+    ModelConfig(image_size=30, channels=(4, 8))
+  with pytest.raises(ValueError, match="num_heads"):
+    ModelConfig(d_model=30, num_heads=4)
+  model = ReportGenerator(TINY, rngs=nnx.Rngs(0))
+  images, _ = _inputs()
+  too_long = jnp.ones((3, TINY.max_len + 1), jnp.int32)
+  with pytest.raises(ValueError, match="max_len"):
+    model.decode(too_long, model.encode_images(images)[0])
 
 
 def test_default_model_size_fits_the_main_job():
-    cfg = configs.default().model
-    cfg = ModelConfig(**{**cfg.__dict__, "vocab_size": 300})
-    model = nnx.eval_shape(lambda: ReportGenerator(cfg, rngs=nnx.Rngs(0)))  # no FLOPs
-    assert 0.3e6 < count_params(model) < 3e6
-    # Only parameters: no batch statistics, RNG streams or caches to checkpoint separately.
-    assert not jax.tree.leaves(nnx.state(model, nnx.Not(nnx.Param)))
+  cfg = configs.default().model
+  cfg = ModelConfig(**{**cfg.__dict__, "vocab_size": 300})
+  model = nnx.eval_shape(lambda: ReportGenerator(cfg, rngs=nnx.Rngs(0)))  # no FLOPs
+  assert 0.3e6 < count_params(model) < 3e6
+  # Only parameters: no batch statistics, RNG streams or caches to checkpoint separately.
+  assert not jax.tree.leaves(nnx.state(model, nnx.Not(nnx.Param)))
