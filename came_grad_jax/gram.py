@@ -13,11 +13,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from came_grad_jax.solvers import compute_dtype
 
 Array = jax.Array
 PyTree = Any
+
+#: Up to this many tasks the Gram matrix of a leaf is one fused pass computing
+#: all K(K+1)/2 products (:func:`_pairwise_gram`); above, one ``dot_general``.
+_MAX_PAIRWISE_TASKS = 8
+#: Row lengths of the fused pass: rows are summed sequentially, then the row
+#: sums by a vectorised reduction (short rows cost loop overhead, long rows
+#: rounding error).
+_ROW_MIN, _ROW_TARGET, _ROW_MAX = 128, 1024, 4096
+#: Shortest row accepted when longer ones would cross a sharded axis.
+_ROW_MIN_SHARDED = 16
 
 
 def num_tasks_of(stacked: PyTree, *, name: str = "updates") -> int:
@@ -49,12 +60,141 @@ def num_tasks_of(stacked: PyTree, *, name: str = "updates") -> int:
   return next(iter(sizes))
 
 
-def _leaf_gram(leaf: Array) -> Array:
-  """``X X^T`` for one leaf, contracting every axis but the first, float32 or wider."""
+def _dot_gram(leaf: Array) -> Array:
+  """``X X^T`` by one ``dot_general`` contracting every axis but the first.
+
+  With explicit sharding in the leaf's type the (replicated) output sharding
+  is stated, so that a sharded contraction is a partial product and an
+  all-reduce.
+  """
+  dtype = compute_dtype(leaf.dtype)
   axes = tuple(range(1, leaf.ndim))
-  return jnp.tensordot(leaf, leaf, axes=(axes, axes),
-                       preferred_element_type=compute_dtype(leaf.dtype)).astype(
-                           compute_dtype(leaf.dtype))
+  out_sharding = None
+  try:
+    mesh = jax.typeof(leaf).sharding.mesh
+    if not mesh.empty and jax.sharding.AxisType.Explicit in mesh.axis_types:
+      out_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  except (AttributeError, TypeError):
+    pass
+  out = jax.lax.dot_general(leaf, leaf, ((axes, axes), ((), ())),
+                            preferred_element_type=dtype, out_sharding=out_sharding)
+  return out.astype(dtype)
+
+
+def _divisor_near(n: int, lo: int, hi: int, target: int) -> int | None:
+  """The divisor of ``n`` in ``[lo, hi]`` closest to ``target`` (None if there is none)."""
+  best = None
+  for d in range(max(lo, 1), min(hi, n) + 1):
+    if n % d == 0 and (best is None or abs(d - target) < abs(best - target)):
+      best = d
+  return best
+
+
+def _unsharded_axes(leaf: Array) -> tuple[bool, ...] | None:
+  """Which axes of ``leaf`` are known to be whole on every device; None if unknown.
+
+  Read off the sharding in the leaf's type: with no mesh every axis is whole;
+  on a mesh whose axes are all ``Explicit`` the partition spec says which
+  axes are split; on a mesh with ``Auto`` axes the compiler may split any axis
+  (the spec does not say), so nothing is known.
+  """
+  try:
+    sharding = jax.typeof(leaf).sharding
+    mesh, spec = sharding.mesh, sharding.spec
+  except (AttributeError, TypeError):  # no sharding in types (older JAX)
+    return (True,) * leaf.ndim if jax.device_count() == 1 else None
+  if mesh.empty or mesh.size == 1:
+    return (True,) * leaf.ndim
+  if any(t != jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+    return None
+  spec = tuple(spec) + (None,) * (leaf.ndim - len(spec))
+  return tuple(entry is None for entry in spec)
+
+
+def _row_layout(shape: tuple[int, ...], whole: tuple[bool, ...]
+                ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+  """How to view one leaf's per-task block as rows of about ``_ROW_TARGET`` numbers.
+
+  Args:
+    shape: the leaf's shape, task axis first.
+    whole: per axis, whether it is whole on every device (see
+      :func:`_unsharded_axes`); rows are made of whole axes only, so that a
+      sharded axis is reduced by the ordinary partial sum + all-reduce.
+
+  Returns:
+    ``(view_shape, row_axes)``: the shape to view the leaf as (the original
+    one, or with one whole axis split in two, a reshape without a copy) and
+    the trailing axes that form a row; None when no row of at least
+    ``_ROW_MIN_SHARDED`` numbers can be made that way.
+  """
+  k, dims = shape[0], shape[1:]
+  tail, j = 1, len(dims) - 1
+  while j >= 0 and whole[j + 1] and tail * dims[j] < _ROW_MIN:
+    tail *= dims[j]
+    j -= 1
+  if j < 0:  # the whole per-task block is one short row
+    return shape, tuple(range(1, len(shape)))
+  if not whole[j + 1]:  # rows must stop at a sharded axis
+    if tail < _ROW_MIN_SHARDED:
+      return None
+    return shape, tuple(range(j + 2, len(shape)))
+  if tail * dims[j] <= _ROW_MAX:
+    return shape, tuple(range(j + 1, len(shape)))
+  block = _divisor_near(dims[j], -(-_ROW_MIN // tail), _ROW_MAX // tail, _ROW_TARGET // tail)
+  if block is None:
+    if tail < _ROW_MIN_SHARDED:
+      return None
+    return shape, tuple(range(j + 2, len(shape)))
+  view = (k,) + dims[:j] + (dims[j] // block, block) + dims[j + 1:]
+  return view, tuple(range(j + 2, len(view)))
+
+
+def _pairwise_gram(leaf: Array, layout) -> Array:
+  """``X X^T`` as one fused pass: every product ``x_i x_j`` (i <= j) summed row by row.
+
+  A single variadic ``lax.reduce`` over the row axes reads each row of the K
+  task gradients once and accumulates the K(K+1)/2 products together (XLA's
+  plain ``dot_general`` for a K x P by P x K product pads the tiny K to its
+  GEMM tile and is several times slower on CPU). The row sums (about
+  ``_ROW_TARGET`` terms each) are then summed by an ordinary reduction, so the
+  rounding error grows like a two-level sum, not like one sequential sum over P.
+  """
+  shape, row_axes = layout
+  k = shape[0]
+  dtype = compute_dtype(leaf.dtype)
+  x = leaf.reshape(shape).astype(dtype)
+  pairs = [(i, j) for i in range(k) for j in range(i, k)]
+  products = [x[i] * x[j] for i, j in pairs]
+  zero = jnp.zeros([], dtype)
+  axes = tuple(a - 1 for a in row_axes)  # the task axis is gone from x[i]
+  row_sums = jax.lax.reduce(
+      products, [zero] * len(products),
+      lambda acc, new: tuple(a + b for a, b in zip(acc, new)), axes)
+  sums = jnp.stack([jnp.sum(s) for s in row_sums])
+  index = np.zeros((k, k), np.int32)
+  for n, (i, j) in enumerate(pairs):
+    index[i, j] = index[j, i] = n
+  return sums[index]
+
+
+def _leaf_gram(leaf: Array) -> Array:
+  """``X X^T`` for one leaf, contracting every axis but the first, float32 or wider.
+
+  Small K (up to ``_MAX_PAIRWISE_TASKS``): one fused pass over the leaf
+  (:func:`_pairwise_gram`), its rows made of trailing axes that are whole on
+  every device; otherwise -- larger K, rows that cannot be made, or a leaf on
+  a mesh with ``Auto`` axes, whose sharding the compiler chooses later -- one
+  ``dot_general``. Both contract the leaf where it lies (at most one whole
+  axis is split by a reshape, never a copy), so a sharded leaf reduces to
+  partial sums and an all-reduce, never an all-gather.
+  """
+  if leaf.ndim < 2 or leaf.shape[0] > _MAX_PAIRWISE_TASKS:
+    return _dot_gram(leaf)
+  whole = _unsharded_axes(leaf)
+  layout = None if whole is None else _row_layout(leaf.shape, whole)
+  if layout is None:
+    return _dot_gram(leaf)
+  return _pairwise_gram(leaf, layout)
 
 
 def gram(stacked: PyTree, task_weights: Array | None = None) -> Array:
