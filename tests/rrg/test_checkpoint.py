@@ -4,21 +4,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from examples.rrg import checkpoint, train
-from examples.rrg.models import ModelConfig, ReportGenerator
+from examples.rrg import checkpoint, configs, main, train
 
-CFG = ModelConfig(vocab_size=24, max_len=10, image_size=16, channels=(4, 8), d_model=16,
-                  num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8)
-
-
-def _batch(step, batch_size=6):
-  """A deterministic batch per step: the role of the (data_seed, step) stream."""
-  rng = np.random.default_rng([7, step])
-  tokens = rng.integers(4, CFG.vocab_size, size=(batch_size, CFG.max_len))
-  tokens[:, 0], tokens[:, -1] = 1, 2
-  return {"images": rng.uniform(size=(batch_size, 1, 16, 16, 1)).astype(np.float32),
-          "tokens": tokens.astype(np.int32),
-          "labels": rng.integers(0, 4, size=(batch_size, 14)).astype(np.int32)}
+SMOKE = configs.smoke()  # its shapes and optimizer: compilations shared with the other tests
 
 
 def _params(model):
@@ -26,35 +14,52 @@ def _params(model):
 
 
 def test_restore_gives_the_same_next_step(tmp_path):
-  tx = train.make_optimizer("came", (1.0, 4.0, 1.0), learning_rate=1e-2, weight_decay=1e-4,
-                            num_steps=10, warmup_steps=2)
-  step_fn = train.make_train_step()
+  data, tokenizer = main.load_data(SMOKE)
+  split, seed = data["train"], 5
+  step_fn = train.make_train_step(SMOKE.tasks, temperature=SMOKE.temperature)
 
-  model = ReportGenerator(CFG, rngs=nnx.Rngs(0))
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  # Uninterrupted run: 3 steps, checkpoint, 1 more step.
+  model = train.create_model(SMOKE, tokenizer, split, seed)
+  optimizer = train.create_optimizer(SMOKE, model, "came")
   mgr = checkpoint.manager(str(tmp_path / "ckpt"))
   assert checkpoint.restore(mgr, model, optimizer) is None  # nothing saved yet
-  for step in range(3):
-    step_fn(model, optimizer, _batch(step))
-  checkpoint.save(mgr, 3, model, optimizer, data_seed=7)
+  stream = train.batch_stream(split, SMOKE.batch_size, seed)  # 24 examples: 3 steps per epoch
+  for _ in range(3):
+    step_fn(model, optimizer, next(stream))
+  checkpoint.save(mgr, 3, model, optimizer, data_seed=seed)
   mgr.wait_until_finished()
-  expected_metrics = step_fn(model, optimizer, _batch(3))
+  next_batch = next(stream)  # the first batch of epoch 1
+  expected_metrics = jax.device_get(step_fn(model, optimizer, next_batch))
   expected = _params(model)
 
-  # A fresh model with another initialisation: restoring must overwrite everything.
-  fresh = ReportGenerator(CFG, rngs=nnx.Rngs(1))
-  fresh_opt = nnx.Optimizer(fresh, tx, wrt=nnx.Param)
+  # Resumed run: a model with another initialisation, restored, and the data stream resumed
+  # from (data_seed, step) alone.
+  fresh = train.create_model(SMOKE, tokenizer, split, seed + 1)
+  fresh_opt = train.create_optimizer(SMOKE, fresh, "came")
   before = _params(fresh)
   meta = checkpoint.restore(checkpoint.manager(str(tmp_path / "ckpt")), fresh, fresh_opt)
-  assert meta == {"step": 3, "data_seed": 7}
+  assert meta == {"step": 3, "data_seed": seed}
   assert int(fresh_opt.step[...]) == 3
-  metrics = step_fn(fresh, fresh_opt, _batch(meta["step"]))
+  resumed = next(train.batch_stream(split, SMOKE.batch_size, meta["data_seed"], meta["step"]))
+  jax.tree.map(np.testing.assert_array_equal, resumed, next_batch)
+  metrics = jax.device_get(step_fn(fresh, fresh_opt, resumed))
   got = _params(fresh)
 
-  differs = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, got))
-  assert any(differs)
+  assert any(jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, got)))
   jax.tree.map(np.testing.assert_array_equal, got, expected)
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(metrics),
-               jax.device_get(expected_metrics))
-  # The CAME-Grad state (step count, last diagnostics) came back too.
-  assert int(np.asarray(nnx.to_pure_dict(nnx.state(fresh_opt))["opt_state"][0]["count"])) == 4
+  jax.tree.map(np.testing.assert_array_equal, metrics, expected_metrics)
+  # The CAME-Grad state (its step count) came back too: 3 restored + 1.
+  opt_state = nnx.to_pure_dict(nnx.state(fresh_opt))["opt_state"]
+  assert int(np.asarray(opt_state[0]["count"])) == 4
+
+
+def test_stream_resumes_mid_epoch():
+  data, _ = main.load_data(SMOKE)
+  split = data["train"]
+  stream = train.batch_stream(split, SMOKE.batch_size, seed=1)
+  uninterrupted = [next(stream)["tokens"] for _ in range(7)]
+  for start in (2, 4):
+    resumed = train.batch_stream(split, SMOKE.batch_size, seed=1, start_step=start)
+    for expected in uninterrupted[start:]:
+      np.testing.assert_array_equal(next(resumed)["tokens"], expected)
+  assert not np.array_equal(uninterrupted[0], uninterrupted[3])  # epochs are reshuffled

@@ -154,13 +154,14 @@ def test_k2_config_trains_two_tasks():
 # -- decoding ------------------------------------------------------------------------------------
 def test_greedy_decode_matches_teacher_forced_argmax():
   model = _model(3)
-  batch = _batch(3)
-  max_len = batch["tokens"].shape[1]
-  out = np.asarray(train.greedy_decode(model, batch["images"], max_len=max_len))
-  assert out.shape == (SMOKE.batch_size, max_len) and np.all(out[:, 0] == train.BOS_ID)
+  test = _data()[0]["test"]
+  images = jnp.asarray(test.images[:SMOKE.eval_batch_size])  # the shape evaluation compiles
+  max_len = test.tokens.shape[1]
+  out = np.asarray(train.greedy_decode(model, images, max_len=max_len))
+  assert out.shape == (images.shape[0], max_len) and np.all(out[:, 0] == train.BOS_ID)
   teacher_forced = nnx.jit(lambda m, images, tokens: jnp.argmax(
       m.decode(tokens, m.encode_images(images)[0]), -1))
-  argmax = np.asarray(teacher_forced(model, batch["images"], jnp.asarray(out[:, :-1])))
+  argmax = np.asarray(teacher_forced(model, images, jnp.asarray(out[:, :-1])))
   for row, pred in zip(out, argmax):
     ended = False
     for t in range(1, max_len):
