@@ -9,6 +9,7 @@ Layers:
 from came_grad_jax import weightings
 from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
 from came_grad_jax.gram import combine, gram, num_tasks_of
+from came_grad_jax.lean import LeanInfo, lean_value_and_grad, representation_value_and_grad
 from came_grad_jax.task_grads import value_and_task_grads
 from came_grad_jax.transform import AggregateState, aggregate, came_grad
 
@@ -17,4 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AggregateState", "Diagnostics", "aggregate", "came_grad", "combine",
     "compute_diagnostics", "gram", "num_tasks_of", "value_and_task_grads", "weightings",
+    "LeanInfo", "lean_value_and_grad", "representation_value_and_grad",
 ]

@@ -62,9 +62,9 @@ def check_task_weights(task_weights, num_tasks: int | None = None) -> None:
     return
   arr = _concrete(task_weights)
   if arr is None:
-    if num_tasks is not None and jnp.shape(task_weights) != (num_tasks,):
-      raise ValueError(
-          f"task_weights must have shape ({num_tasks},), got {jnp.shape(task_weights)}")
+    shape = jnp.asarray(task_weights).shape
+    if num_tasks is not None and shape != (num_tasks,):
+      raise ValueError(f"task_weights must have shape ({num_tasks},), got {shape}")
     return
   if arr.ndim != 1:
     raise ValueError(f"task_weights must be a vector of K weights, got shape {arr.shape}")

@@ -39,7 +39,7 @@ class AggregateState(NamedTuple):
 def _resolve_num_tasks(task_weights, num_tasks: int | None) -> int:
   hyperparams.check_task_weights(task_weights)
   if task_weights is not None:
-    k = jnp.shape(task_weights)[0]
+    k = jnp.asarray(task_weights).shape[0]
     if num_tasks is not None and num_tasks != k:
       raise ValueError(
           f"num_tasks={num_tasks} disagrees with len(task_weights)={k}")

@@ -5,9 +5,22 @@ from came_grad_jax.weightings.base import (AnyWeighting, EmptyState, StatefulWei
 from came_grad_jax.weightings.cagrad import cagrad
 from came_grad_jax.weightings.came import came, fuse, inject_energy, joint_norm, rectify
 from came_grad_jax.weightings.linear import linear_scalarization
+from came_grad_jax.weightings.ablations import came_s1, came_s1_s2, came_s1_s3, came_stages
+from came_grad_jax.weightings.aligned_mtl import aligned_mtl
+from came_grad_jax.weightings.dualproj import dualproj
+from came_grad_jax.weightings.gradvac import GradVacState, gradvac
+from came_grad_jax.weightings.imtl_g import imtl_g
+from came_grad_jax.weightings.mgda import mgda, min_norm_point
+from came_grad_jax.weightings.nash_mtl import nash_mtl
+from came_grad_jax.weightings.pcgrad import PCGradState, pcgrad
+from came_grad_jax.weightings.upgrad import dual_cone_weights, upgrad
 
 __all__ = [
     "AnyWeighting", "EmptyState", "StatefulWeighting", "Weighting", "as_stateful",
     "cagrad", "came", "check_gram", "fuse", "inject_energy", "joint_norm",
     "linear_scalarization", "rectify",
+    # Baselines and ablations.
+    "GradVacState", "PCGradState", "aligned_mtl", "came_s1", "came_s1_s2", "came_s1_s3",
+    "came_stages", "dual_cone_weights", "dualproj", "gradvac", "imtl_g", "mgda",
+    "min_norm_point", "nash_mtl", "pcgrad", "upgrad",
 ]

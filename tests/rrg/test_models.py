@@ -13,6 +13,13 @@ TINY = ModelConfig(vocab_size=40, max_len=12, image_size=16, channels=(4, 8), d_
                    num_heads=2, num_layers=2, mlp_dim=32, embed_dim=8)
 
 
+# Jitted entry points: one compilation per shape instead of op-by-op dispatch.
+_forward = nnx.jit(lambda model, images, tokens: model(images, tokens))
+_encode = nnx.jit(lambda model, images: model.encode_images(images))
+_decode = nnx.jit(lambda model, tokens, image_tokens: model.decode(tokens, image_tokens))
+_text_embedding = nnx.jit(lambda model, tokens: model.text_embedding(tokens))
+
+
 def _inputs(batch=3, views=1, seed=0, cfg=TINY):
   rng = np.random.default_rng(seed)
   images = rng.uniform(size=(batch, views, cfg.image_size, cfg.image_size, 1))
@@ -26,12 +33,12 @@ def test_output_shapes(views):
   cfg = ModelConfig(**{**TINY.__dict__, "num_views": views})
   model = ReportGenerator(cfg, rngs=nnx.Rngs(0))
   images, tokens = _inputs(views=views, cfg=cfg)
-  out = model(images, tokens)
+  out = _forward(model, images, tokens)
   assert out["logits"].shape == (3, cfg.max_len - 1, cfg.vocab_size)
   assert out["cls_logits"].shape == (3, 14, 4)
   assert out["image_emb"].shape == (3, cfg.embed_dim)
   assert out["text_emb"].shape == (3, cfg.embed_dim)
-  image_tokens, pooled = model.encode_images(images)
+  image_tokens, pooled = _encode(model, images)
   assert image_tokens.shape == (3, views * cfg.grid_size**2, cfg.d_model)
   assert pooled.shape == (3, cfg.d_model)
   np.testing.assert_allclose(jnp.linalg.norm(out["image_emb"], axis=-1), 1.0, rtol=1e-4)
@@ -43,11 +50,11 @@ def test_output_shapes(views):
 def test_decoder_is_causal():
   model = ReportGenerator(TINY, rngs=nnx.Rngs(1))
   images, tokens = _inputs()
-  image_tokens, _ = model.encode_images(images)
+  image_tokens, _ = _encode(model, images)
   t = 6
   changed = tokens.at[:, t].set((tokens[:, t] + 1 - 4) % (TINY.vocab_size - 4) + 4)
-  before = model.decode(tokens, image_tokens)
-  after = model.decode(changed, image_tokens)
+  before = _decode(model, tokens, image_tokens)
+  after = _decode(model, changed, image_tokens)
   # Positions < t cannot see token t; position t (and later) must.
   np.testing.assert_allclose(after[:, :t], before[:, :t], atol=1e-6)
   assert float(jnp.max(jnp.abs(after[:, t] - before[:, t]))) > 1e-4
@@ -57,11 +64,11 @@ def test_decoder_reads_the_image_and_views_differ():
   cfg = ModelConfig(**{**TINY.__dict__, "num_views": 2})
   model = ReportGenerator(cfg, rngs=nnx.Rngs(2))
   images, tokens = _inputs(views=2, cfg=cfg)
-  logits = model(images, tokens)["logits"]
-  other = model(images.at[:, 0].set(1.0 - images[:, 0]), tokens)["logits"]
+  logits = _forward(model, images, tokens)["logits"]
+  other = _forward(model, images.at[:, 0].set(1.0 - images[:, 0]), tokens)["logits"]
   assert float(jnp.max(jnp.abs(logits - other))) > 1e-4
   # Swapping the two views changes the features: the view embedding tells them apart.
-  swapped = model(images[:, ::-1], tokens)["logits"]
+  swapped = _forward(model, images[:, ::-1], tokens)["logits"]
   assert float(jnp.max(jnp.abs(logits - swapped))) > 1e-6
 
 
@@ -69,9 +76,10 @@ def test_text_embedding_ignores_padding():
   model = ReportGenerator(TINY, rngs=nnx.Rngs(3))
   tokens = jnp.array([[1, 5, 6, 7, 2, 0, 0, 0, 0, 0, 0, 0]], jnp.int32)
   longer_pad = tokens.at[:, 5:].set(0)
-  np.testing.assert_allclose(model.text_embedding(tokens), model.text_embedding(longer_pad))
+  embed = _text_embedding(model, tokens)
+  np.testing.assert_allclose(embed, _text_embedding(model, longer_pad))
   other = tokens.at[:, 2].set(9)
-  assert float(jnp.max(jnp.abs(model.text_embedding(tokens) - model.text_embedding(other)))) > 0
+  assert float(jnp.max(jnp.abs(embed - _text_embedding(model, other)))) > 0
 
 
 def test_config_validation():

@@ -1,0 +1,240 @@
+"""The memory-lean path: coefficients from a Gram matrix, then ONE backward pass.
+
+The full path (:func:`came_grad_jax.value_and_task_grads` + :func:`came_grad`)
+holds all K task gradients, K x P numbers, at once. For a large model that is
+K times the memory of a plain training step. Since every weighting's update is
+``sum_k c_k w_k g_k`` and ``c`` depends only on the Gram matrix ``M``, the
+update is also ``jax.grad`` of ``sum_k stop_gradient(c_k) w_k L_k``: one
+backward pass, exactly what linear scalarization costs. What remains is to get
+``M`` without the K x P stacked gradients. Two ways:
+
+* :func:`lean_value_and_grad` -- **exact**. The task gradients are computed
+  chunk of parameters by chunk (``num_chunks`` groups of leaves, one after
+  another), and each chunk is reduced to its K x K Gram before the next one is
+  computed, so at most K x (P / num_chunks) gradient numbers are alive. Costs
+  ``num_chunks`` vectorised K-task backward passes (each skipping the weight
+  gradients of the other chunks) plus the final one. The update equals the
+  full path's to rounding.
+* :func:`representation_value_and_grad` -- **an approximation** (the
+  "MGDA-UB" bound of Sener & Koltun, NeurIPS 2018). The model is split as
+  ``losses = heads(params, encode(params, x))``; ``M`` is the Gram of the
+  gradients of the K losses with respect to the shared representation
+  ``z = encode(params, x)`` (K x |z| numbers, activations-sized), computed by K
+  vectorised backward passes through the heads only. It differs from the
+  parameter-space Gram by the encoder's Jacobian (``M_theta = J_z A J_z^T`` with
+  ``A = (dz/dtheta)(dz/dtheta)^T``, not the identity, and cross-example terms
+  of a batch dropped) and ignores the heads' own parameter gradients. The
+  coefficients are therefore approximate; the update is then exactly the
+  gradient of ``sum_k c_k w_k L_k`` for those coefficients.
+
+Both return the per-step :class:`~came_grad_jax.Diagnostics` computed from the
+Gram they used (for the representation path, diagnostics *of the
+representation gradients*).
+
+Example:
+  >>> from came_grad_jax import weightings
+  >>> step = jax.jit(lean_value_and_grad(losses_fn, weightings.came(), num_chunks=2))
+  >>> losses, grads, info = step(params, batch)     # grads are params-shaped
+  >>> updates, opt_state = optax.adamw(1e-3).update(grads, opt_state, params)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from came_grad_jax import hyperparams
+from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
+from came_grad_jax.gram import gram
+from came_grad_jax.weightings import Weighting, came
+
+Array = jax.Array
+PyTree = Any
+
+
+class LeanInfo(NamedTuple):
+  """What a lean step computed besides the losses and the update."""
+
+  gram: Array
+  """(K, K) the Gram matrix of the task-weighted gradients the coefficients came from."""
+  coefficients: Array
+  """(K,) ``c``; the update is ``grad sum_k c_k w_k L_k``."""
+  diagnostics: Diagnostics
+  """The step's diagnostics, from ``gram`` and ``coefficients``."""
+
+
+def _check_losses(losses: Any, has_aux: bool) -> None:
+  if not isinstance(losses, jax.Array) or losses.ndim != 1:
+    raise ValueError(
+        "the loss function must return a vector of K losses (shape (K,)), got "
+        f"{getattr(losses, 'shape', type(losses).__name__)}"
+        + ("; with has_aux=True return (losses, aux)" if has_aux else ""))
+  if not jnp.issubdtype(losses.dtype, jnp.floating):
+    raise TypeError(f"the loss function must return floating point losses, got {losses.dtype}")
+
+
+def _task_weights(task_weights, k: int, dtype) -> Array:
+  hyperparams.check_task_weights(task_weights, k)
+  return jnp.ones((k,), dtype) if task_weights is None else jnp.asarray(task_weights, dtype)
+
+
+def _coefficients(weighting: Weighting, m: Array, weights: Array, losses: Array):
+  """``c`` from ``M``, and the cotangent ``c_k w_k`` of the final backward pass."""
+  coeffs = jax.lax.stop_gradient(jnp.asarray(weighting(m), m.dtype))
+  cotangent = (coeffs * weights).astype(losses.dtype)
+  return coeffs, cotangent
+
+
+def _chunk_leaves(sizes: list[int], num_chunks: int) -> list[list[int]]:
+  """Split leaf indices, in order, into at most ``num_chunks`` groups of similar total size."""
+  total = sum(sizes)
+  groups: list[list[int]] = [[]]
+  filled = 0
+  for index, size in enumerate(sizes):
+    target = total * len(groups) / num_chunks
+    if groups[-1] and filled + size / 2 > target and len(groups) < num_chunks:
+      groups.append([])
+    groups[-1].append(index)
+    filled += size
+  return groups
+
+
+def lean_value_and_grad(
+    fun: Callable[..., Any],
+    weighting: Weighting | None = None,
+    *,
+    task_weights: jax.typing.ArrayLike | None = None,
+    has_aux: bool = False,
+    num_chunks: int = 1,
+) -> Callable[..., tuple[Any, PyTree, LeanInfo]]:
+  """Exact multi-task update with at most K x (P / num_chunks) task-gradient numbers alive.
+
+  ``M = sum_chunks Gram(task gradients of the chunk's leaves)`` (exact),
+  ``c = weighting(M)``, update ``= grad_params sum_k stop_gradient(c_k) w_k L_k``
+  (one backward pass), which equals ``sum_k c_k w_k g_k``, the full path's.
+
+  Args:
+    fun: ``fun(params, *args) -> losses`` (K,), or ``(losses, aux)`` if ``has_aux``.
+    weighting: ``gram (K, K) -> coefficients (K,)``; default
+      ``weightings.came()`` (rho 0.5, kappa 1.5, nu 0.2).
+    task_weights: ``w`` (K,), finite and >= 0; None for all ones.
+    has_aux: whether ``fun`` returns auxiliary data.
+    num_chunks: how many groups of parameter leaves the task gradients are
+      computed in, one group at a time (1: all at once, the full path's
+      memory for the Gram but still one final backward pass; more: less
+      memory, one more vectorised backward pass per group).
+
+  Returns:
+    A function ``(params, *args) -> (losses, grads, info)`` (``(losses, aux)``
+    first if ``has_aux``): ``grads`` params-shaped (feed it to any Optax
+    optimizer), ``info`` a :class:`LeanInfo`.
+
+  Example:
+    >>> f = lambda p, x: jnp.stack([jnp.sum((p - x) ** 2), jnp.sum(p ** 2)])
+    >>> losses, g, info = lean_value_and_grad(f)(jnp.ones(3), jnp.arange(3.0))
+  """
+  if not isinstance(num_chunks, int) or num_chunks < 1:
+    raise ValueError(f"num_chunks must be a positive int, got {num_chunks!r}")
+  weighting = came() if weighting is None else weighting
+  if not callable(weighting):
+    raise TypeError(f"weighting must be a callable gram -> coefficients, got "
+                    f"{type(weighting).__name__}")
+
+  def wrapped(params, *args):
+    closed = lambda p: fun(p, *args)
+    if has_aux:
+      losses, vjp_fn, aux = jax.vjp(closed, params, has_aux=True)
+    else:
+      losses, vjp_fn = jax.vjp(closed, params)
+    _check_losses(losses, has_aux)
+    k = losses.shape[0]
+    leaves = jax.tree_util.tree_leaves(params)
+    groups = _chunk_leaves([jnp.size(x) for x in leaves], num_chunks)
+    eye = jnp.eye(k, dtype=losses.dtype)
+    m = None
+    for group in groups:
+      # The barrier orders the chunks: the next chunk's backward passes start
+      # only once the previous chunk's gradients are reduced to K x K.
+      cotangents = eye if m is None else jax.lax.optimization_barrier((m, eye))[1]
+      (stacked,) = jax.vmap(vjp_fn)(cotangents)
+      chunk = [jax.tree_util.tree_leaves(stacked)[i] for i in group]
+      part = gram(chunk)
+      m = part if m is None else m + part.astype(m.dtype)
+    weights = _task_weights(task_weights, k, m.dtype)
+    m = m * jnp.outer(weights, weights)
+    coeffs, cotangent = _coefficients(weighting, m, weights, losses)
+    (grads,) = vjp_fn(cotangent)
+    info = LeanInfo(m, coeffs, compute_diagnostics(m, coeffs))
+    return ((losses, aux) if has_aux else losses), grads, info
+
+  return wrapped
+
+
+def representation_value_and_grad(
+    encode: Callable[..., Any],
+    heads: Callable[..., Any],
+    weighting: Weighting | None = None,
+    *,
+    task_weights: jax.typing.ArrayLike | None = None,
+    has_aux: bool = False,
+) -> Callable[..., tuple[Any, PyTree, LeanInfo]]:
+  """Approximate multi-task update from the Gram of representation gradients.
+
+  With ``z = encode(params, *args)`` and ``losses = heads(params, z, *args)``:
+  ``M_ij = w_i w_j <dL_i/dz, dL_j/dz>`` (K vectorised backward passes through
+  the heads only, K x |z| numbers), ``c = weighting(M)``, and the update
+  ``grad_params sum_k stop_gradient(c_k) w_k L_k`` in one backward pass through
+  heads and encoder. An approximation of the parameter-space Gram (see the
+  module docstring; MGDA-UB, Sener & Koltun 2018): the coefficients are those
+  of the representation gradients.
+
+  Args:
+    encode: ``encode(params, *args) -> z``, the shared representation (an array
+      or a pytree of arrays, e.g. the encoder's output tokens).
+    heads: ``heads(params, z, *args) -> losses`` (K,), or ``(losses, aux)`` if
+      ``has_aux``; it must reach the shared parameters only through ``z``.
+    weighting: ``gram (K, K) -> coefficients (K,)``; default ``weightings.came()``.
+    task_weights: ``w`` (K,), finite and >= 0; None for all ones.
+    has_aux: whether ``heads`` returns auxiliary data.
+
+  Returns:
+    A function ``(params, *args) -> (losses, grads, info)`` (``(losses, aux)``
+    first if ``has_aux``), ``grads`` params-shaped, ``info`` a :class:`LeanInfo`
+    whose Gram is the representation Gram.
+
+  Example:
+    >>> encode = lambda p, x: jnp.tanh(p["enc"] @ x)
+    >>> heads = lambda p, z, x: jnp.stack([jnp.sum(p["a"] * z), jnp.sum((p["b"] * z) ** 2)])
+    >>> step = representation_value_and_grad(encode, heads)
+  """
+  weighting = came() if weighting is None else weighting
+  if not callable(weighting):
+    raise TypeError(f"weighting must be a callable gram -> coefficients, got "
+                    f"{type(weighting).__name__}")
+
+  def wrapped(params, *args):
+    z, encode_vjp = jax.vjp(lambda p: encode(p, *args), params)
+    head_fn = lambda p, rep: heads(p, rep, *args)
+    if has_aux:
+      losses, heads_vjp, aux = jax.vjp(head_fn, params, z, has_aux=True)
+    else:
+      losses, heads_vjp = jax.vjp(head_fn, params, z)
+    _check_losses(losses, has_aux)
+    k = losses.shape[0]
+    eye = jnp.eye(k, dtype=losses.dtype)
+    # Only the z part is used: under jit the heads' weight gradients of these
+    # K passes are dead code and are not computed.
+    z_grads = jax.vmap(lambda e: heads_vjp(e)[1])(eye)
+    m = gram(z_grads)
+    weights = _task_weights(task_weights, k, m.dtype)
+    m = m * jnp.outer(weights, weights)
+    coeffs, cotangent = _coefficients(weighting, m, weights, losses)
+    head_grads, z_cotangent = heads_vjp(cotangent)
+    (encode_grads,) = encode_vjp(z_cotangent)
+    grads = jax.tree.map(jnp.add, head_grads, encode_grads)
+    info = LeanInfo(m, coeffs, compute_diagnostics(m, coeffs))
+    return ((losses, aux) if has_aux else losses), grads, info
+
+  return wrapped
