@@ -56,7 +56,9 @@ def num_tasks_of(stacked: PyTree, *, name: str = "updates") -> int:
   if len(sizes) > 1:
     detail = ", ".join(f"{w}: {k}" for k, w in sizes.items())
     raise ValueError(
-        f"{name} leaves must share the leading task axis K, got different sizes ({detail})")
+        f"{name} leaves must share the leading task axis K, got different sizes "
+        f"({detail}); stacked task gradients (from value_and_task_grads) have a "
+        "leading axis K on every leaf")
   return next(iter(sizes))
 
 

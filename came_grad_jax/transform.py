@@ -88,8 +88,13 @@ def _weighted_aggregate(
     diag_dtype = state.diagnostics.drift_deg.dtype
     diagnostics = jax.tree.map(lambda x: x.astype(diag_dtype),
                                compute_diagnostics(m, coeffs))
-    return out, AggregateState(optax.safe_increment(state.count), weighting_state,
+    new_state = AggregateState(optax.safe_increment(state.count), weighting_state,
                                diagnostics)
+    # Non-finite gradients propagate to the update (for optax.apply_if_finite
+    # downstream to reject), but never into the state.
+    finite = jnp.all(jnp.isfinite(m))
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return out, new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
 

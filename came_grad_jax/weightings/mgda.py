@@ -21,13 +21,20 @@ Array = jax.Array
 
 
 def _two_task_min_norm(gram: Array) -> Array:
-  """Exact ``alpha*`` for K = 2: ``a = clip(<h2, h2 - h1> / ||h1 - h2||^2, 0, 1)``."""
+  """Exact ``alpha*`` for K = 2: ``(<h2, h2 - h1>, <h1, h1 - h2>) / ||h1 - h2||^2``, clipped.
+
+  Both entries are formed directly (not one as ``1 - a``), so that an entry
+  near 0 keeps its relative accuracy: it multiplies a gradient that may be
+  1e12 times larger than the other.
+  """
   diff = jnp.array([1.0, -1.0], gram.dtype)
   denom = diff @ gram @ diff  # ||h1 - h2||^2
   same = solvers.is_negligible(denom, solvers.term_scale_sq(gram, diff), 2)
-  a = jnp.clip((gram[1, 1] - gram[0, 1]) / jnp.where(same, 1.0, denom), 0.0, 1.0)
-  a = jnp.where(same, 0.5, a)
-  return jnp.stack([a, 1.0 - a])
+  alpha = jnp.stack([gram[1, 1] - gram[0, 1], gram[0, 0] - gram[0, 1]]) / jnp.where(
+      same, 1.0, denom)
+  alpha = jnp.where(alpha[0] < 0, jnp.array([0.0, 1.0], gram.dtype), alpha)
+  alpha = jnp.where(alpha[1] < 0, jnp.array([1.0, 0.0], gram.dtype), alpha)
+  return jnp.where(same, 0.5, alpha)
 
 
 def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
@@ -36,7 +43,9 @@ def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
   ``alpha*`` is invariant to a positive rescaling of ``M``, so the problem is
   solved on ``M / trace(M)``: K = 2 in closed form, larger K with
   :func:`came_grad_jax.solvers.minimize_on_simplex` to a Frank-Wolfe gap of
-  ``16 eps`` (the gap bounds ``||d - d*||^2`` relative to ``trace(M)``).
+  ``16 eps``, then polished by the exact min-norm point of the affine hull of
+  the face it lies on (solved in correlation variables, so that a task 1e-6
+  the size of another keeps its relative accuracy).
 
   Args:
     gram: Gram matrix ``M`` (K, K), float32 or wider.
@@ -61,10 +70,16 @@ def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
     m_alpha = gram @ alpha
     return alpha @ m_alpha, 2.0 * m_alpha
 
-  eps = jnp.finfo(gram.dtype).eps
-  return solvers.minimize_on_simplex(
+  gap_tol = 16 * jnp.finfo(gram.dtype).eps
+  alpha = solvers.minimize_on_simplex(
       value_and_grad, jnp.full((k,), 1.0 / k, gram.dtype), lipschitz0=2.0,
-      gap_tol=16 * eps, max_iter=max_iter)
+      gap_tol=gap_tol, max_iter=max_iter)
+  # Polish: the exact min-norm point of the affine hull of the face alpha lies on
+  # (the S1 solver's "kink" candidate with b = 0, r = 0), in correlation variables.
+  zeros = jnp.zeros((k,), gram.dtype)
+  faces = jax.vmap(lambda t: solvers._face_candidates(gram, zeros, 0.0, alpha, t)[1])(
+      jnp.array([0.0, 1e-9, 1e-6], gram.dtype))
+  return solvers._best_of(value_and_grad, alpha, faces, 4 * gap_tol)
 
 
 def mgda() -> Weighting:

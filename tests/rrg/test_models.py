@@ -75,9 +75,8 @@ def test_decoder_reads_the_image_and_views_differ():
 def test_text_embedding_ignores_padding():
   model = ReportGenerator(TINY, rngs=nnx.Rngs(3))
   tokens = jnp.array([[1, 5, 6, 7, 2, 0, 0, 0, 0, 0, 0, 0]], jnp.int32)
-  longer_pad = tokens.at[:, 5:].set(0)
   embed = _text_embedding(model, tokens)
-  np.testing.assert_allclose(embed, _text_embedding(model, longer_pad))
+  np.testing.assert_allclose(embed, _text_embedding(model, tokens[:, :6]), rtol=1e-6)  # less pad
   other = tokens.at[:, 2].set(9)
   assert float(jnp.max(jnp.abs(embed - _text_embedding(model, other)))) > 0
 
