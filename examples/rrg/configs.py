@@ -80,6 +80,7 @@ def smoke() -> Config:
   return Config(
       name="smoke",
       seeds=(0,),
+      learning_rate=1e-2,
       num_steps=6,
       warmup_steps=2,
       batch_size=8,

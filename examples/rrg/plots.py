@@ -1,6 +1,6 @@
 """Training curves and the Double Dilemma diagnostics of every method, averaged over seeds.
 
-Top row: the K task losses. Bottom row: drift deviation (angle between the update and the
+Top row: the K task losses (and the task gradient norms if a panel is spare). Bottom row: drift deviation (angle between the update and the
 joint gradient ``g_joint``), diffusion decay (``||g_joint|| / sum_k ||h_k||``, 1 = no
 cancellation), energy gain ``s`` and the pairwise cosines of the task gradients.
 """
@@ -35,7 +35,7 @@ def plot_training_curves(results: Sequence, tasks: Sequence[str], path: str, *,
   k = len(tasks)
   diag_panels = [("drift_deg", "drift deviation (deg)"),
                  ("diffusion_decay", "diffusion decay ||g_joint|| / sum ||h_k||"),
-                 ("energy_gain", "energy gain s"),
+                 ("energy_gain", "energy gain ||g_final|| / ||g_joint||"),
                  ("cosine", "pairwise cosine of task gradients")]
   cols = max(k, len(diag_panels))
   fig, axes = plt.subplots(2, cols, figsize=(4.2 * cols, 7.0), squeeze=False)
@@ -62,6 +62,13 @@ def plot_training_curves(results: Sequence, tasks: Sequence[str], path: str, *,
     for t, task in enumerate(tasks):
       band(axes[0, t], [r.history["losses"][:, t] for r in runs], method)
       axes[0, t].set_title(f"train loss: {task}")
+    if k < cols and "task_norms" in runs[0].history:  # a spare panel: ||h_k|| per task
+      ax = axes[0, k]
+      ax.set_title("task gradient norms ||h_k|| = w_k ||g_k||")
+      ax.set_yscale("log")
+      for t, task in enumerate(tasks):
+        band(ax, [r.history["task_norms"][:, t] for r in runs], f"{method}: {task}",
+             pair_styles[t % len(pair_styles)])
     for col, (key, name) in enumerate(diag_panels):
       ax = axes[1, col]
       ax.set_title(name)
