@@ -2,9 +2,13 @@
 
 The float64 references themselves are written in each test module, from the
 papers' equations, on the task-gradient vectors (not on the Gram matrix).
+Weightings are jitted once per module (:func:`jitted`) and reused, so that each
+task count compiles once.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,28 +29,48 @@ def gradients(case: str, num_tasks: int, dim: int = 40, seed: int = 0) -> np.nda
   return reference.task_gradients(case, num_tasks, dim, seed)
 
 
-def coefficients(weighting: weightings.AnyWeighting, h: np.ndarray, dtype=jnp.float64,
-                 *, wrap=lambda f: f) -> np.ndarray:
-  """A weighting's coefficients for the gradients ``h`` from a fresh state (x64 enabled).
+def jitted(weighting: weightings.AnyWeighting) -> weightings.StatefulWeighting:
+  """The weighting in stateful form with a jitted ``apply`` (compiled once per shape and dtype)."""
+  stateful = weightings.as_stateful(weighting)
+  return weightings.StatefulWeighting(stateful.init, jax.jit(stateful.apply))
 
-  ``wrap`` may jit the weighting (e.g. ``chex.variants``' ``self.variant``).
-  """
+
+def coefficients(weighting: weightings.AnyWeighting, h: np.ndarray,
+                 dtype=jnp.float64) -> np.ndarray:
+  """The coefficients for the gradients ``h`` (K, P) from a fresh state, x64 enabled."""
   stateful = weightings.as_stateful(weighting)
   with jax.enable_x64(True):
     gram = jnp.asarray(h @ h.T, dtype)
-    coeffs, _ = wrap(stateful.apply)(gram, stateful.init(h.shape[0]))
+    coeffs, _ = stateful.apply(gram, stateful.init(h.shape[0]))
     return np.asarray(coeffs, np.float64)
 
 
 def update_error(h: np.ndarray, coeffs: np.ndarray, coeffs_ref: np.ndarray) -> float:
-  """``||H^T (c - c_ref)|| / sum_k |c_ref_k| ||h_k||``: the update's error relative to its terms.
+  """``||H^T (c - c_ref)||`` relative to the size of the reference update's terms.
 
-  The denominator is the size of the terms the reference update is summed
-  from (the rounding-error scale of any computation of it); 0 / 0 reads 0.
+  The denominator is ``sum_k |c_ref_k| ||h_k||``, the rounding-error scale of
+  any computation of the update, floored at 1e-6 of the smallest non-zero
+  ``||h_k||`` (for a reference update that is zero by cancellation); 0 / 0
+  reads 0.
   """
-  scale = np.abs(coeffs_ref) @ np.linalg.norm(h, axis=1)
-  diff = np.linalg.norm(h.T @ (np.asarray(coeffs) - coeffs_ref))
-  return 0.0 if diff == 0 else diff / max(scale, np.finfo(float).tiny)
+  norms = np.linalg.norm(h, axis=1)
+  if not np.any(norms > 0):
+    return 0.0
+  scale = max(np.abs(coeffs_ref) @ norms, 1e-6 * norms[norms > 0].min())
+  return float(np.linalg.norm(h.T @ (np.asarray(coeffs) - coeffs_ref)) / scale)
+
+
+def reference_errors(weighting: weightings.AnyWeighting,
+                     reference_fn: Callable[[np.ndarray], np.ndarray],
+                     ks=(2, 4), cases=CASES) -> dict:
+  """``{(k, case): update_error}`` of the weighting against ``reference_fn(h) -> c_ref``, float64."""
+  return {(k, case): update_error(h, coefficients(weighting, h), reference_fn(h))
+          for k in ks for case in cases for h in [gradients(case, k)]}
+
+
+def assert_all_below(errors: dict, tol: float) -> None:
+  bad = {key: err for key, err in errors.items() if not err <= tol}
+  assert not bad, f"errors above {tol}: {bad}"
 
 
 def worst_conflict(h: np.ndarray, coeffs: np.ndarray) -> float:
@@ -57,10 +81,15 @@ def worst_conflict(h: np.ndarray, coeffs: np.ndarray) -> float:
   return float(np.max(np.where(scale > 0, -inner / np.where(scale > 0, scale, 1.0), 0.0)))
 
 
-def assert_finite_on_edge_cases(weighting: weightings.AnyWeighting, ks=(2, 3)) -> None:
-  """Finite coefficients on zero, opposed and badly scaled gradients, float32 and float64, jitted."""
-  for dtype in (jnp.float32, jnp.float64):
-    for k in ks:
-      for case in EDGE_CASES:
-        c = coefficients(weighting, gradients(case, k), dtype, wrap=jax.jit)
-        assert np.all(np.isfinite(c)), (dtype, k, case, c)
+def random_gradients(seed: int, num_tasks: int = 4) -> np.ndarray:
+  """(K, P) gradients with random dimension P in [2, 8) and scales spread over e^{+-3}."""
+  rng = np.random.default_rng(seed)
+  dim = int(rng.integers(2, 8))
+  return rng.normal(size=(num_tasks, dim)) * np.exp(rng.normal(size=(num_tasks, 1)))
+
+
+def assert_finite_in_float32(weighting: weightings.AnyWeighting, k: int = 4) -> None:
+  """Finite coefficients on zero, opposed and badly scaled gradients in float32."""
+  for case in EDGE_CASES:
+    c = coefficients(weighting, gradients(case, k), jnp.float32)
+    assert np.all(np.isfinite(c)), (case, c)

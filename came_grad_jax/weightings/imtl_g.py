@@ -1,13 +1,19 @@
 """IMTL-G (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021).
 
 The update has the same projection on every task's unit gradient
-``u_k = h_k / ||h_k||``::
+``u_k = h_k / ||h_k||``, with coefficients summing to one::
 
     <d, u_1> = <d, u_2> = ... = <d, u_K>,   d = sum_k alpha_k h_k,   sum_k alpha_k = 1.
 
-With ``M = D C D`` (``D = diag ||h_k||``, ``C`` the cosine matrix) the
-condition reads ``M alpha = t D 1``, hence ``alpha ∝ D^-1 C^+ 1``, normalised to
-sum to 1 (the paper's closed form ``alpha_{2:K} = g_1 U^T (D U^T)^-1``).
+In the variables ``beta_k = ||h_k|| alpha_k`` (so that ``d = sum_k beta_k u_k``)
+these are K + 1 linear equations in ``(beta, t)``::
+
+    C beta = t 1,    sum_k beta_k / ||h_k|| = 1,
+
+``C`` the cosine matrix: the paper's closed form ``alpha_{2:K} = g_1 U^T
+(D U^T)^{-1}`` written with a well-conditioned matrix whatever the tasks'
+scales. Where no direction has equal non-zero projections (two exactly opposed
+gradients, more tasks than dimensions) the solution is ``d = 0``.
 """
 
 from __future__ import annotations
@@ -15,20 +21,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import solvers
 from came_grad_jax.weightings.base import Weighting, check_gram
 
 Array = jax.Array
 
 
 def imtl_g() -> Weighting:
-  """IMTL-G: ``c ∝ D^-1 C^+ 1`` with ``sum_k c_k = 1``.
+  """IMTL-G: ``alpha`` with equal projections ``<d, u_k>`` and ``sum_k alpha_k = 1``.
 
-  Solving on the cosine matrix ``C`` rather than on ``M`` keeps the
-  pseudo-inverse's cut-off away from the tasks' scales: a task 1e-6 the size of
-  another still gets its equal projection. Zero gradients get ``c_k = 0``; when
-  no direction has equal projections (``sum_k alpha_k`` is rounding noise, e.g.
-  two exactly opposed gradients) the coefficients are 0.
+  Solved as the bordered system ``[[C, -1], [w^T, 0]] [beta; t] = [0; 1]``
+  (``w_k = 1 / ||h_k||``, scaled to a largest entry of 1) by a pseudo-inverse,
+  which picks the least-norm solution where it is not unique (parallel
+  gradients). Zero gradients take no part (``alpha_k = 0``); all-zero
+  gradients give ``alpha = 0``.
 
   Returns:
     A function ``gram (K, K) -> coefficients (K,)``; they may be negative.
@@ -40,14 +45,20 @@ def imtl_g() -> Weighting:
 
   def weighting(gram: Array) -> Array:
     gram = check_gram(gram)
+    k = gram.shape[0]
     norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
     present = norms > 0
     safe = jnp.where(present, norms, 1.0)
-    cosine = gram / jnp.outer(safe, safe)
-    v = jnp.linalg.pinv(cosine, hermitian=True) @ present.astype(gram.dtype)
-    alpha = jnp.where(present, v / safe, 0.0)
-    total = jnp.sum(alpha)
-    degenerate = solvers.is_negligible(jnp.abs(total), jnp.sum(jnp.abs(alpha)), gram.shape[0])
-    return jnp.where(degenerate, 0.0, alpha / jnp.where(degenerate, 1.0, total))
+    # Absent tasks: the row beta_k = 0, out of the equal-projection equations.
+    cosine = jnp.where(jnp.outer(present, present), gram / jnp.outer(safe, safe),
+                       jnp.diag(jnp.where(present, 0.0, 1.0)))
+    w = jnp.where(present, 1.0 / safe, 0.0)
+    w_max = jnp.max(w)
+    w_scale = jnp.where(w_max > 0, w_max, 1.0)
+    bordered = jnp.block([[cosine, -present[:, None].astype(gram.dtype)],
+                          [w[None, :] / w_scale, jnp.zeros((1, 1), gram.dtype)]])
+    rhs = jnp.zeros((k + 1,), gram.dtype).at[k].set(jnp.where(w_max > 0, 1.0 / w_scale, 0.0))
+    beta = (jnp.linalg.pinv(bordered) @ rhs)[:k]
+    return jnp.where(present, beta / safe, 0.0)
 
   return weighting

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import solvers
 from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax.weightings.upgrad import nonnegative_qp
 
 Array = jax.Array
 
@@ -37,19 +38,63 @@ def _two_task_min_norm(gram: Array) -> Array:
   return jnp.where(same, 0.5, alpha)
 
 
+def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
+  """``alpha*`` by :func:`~came_grad_jax.solvers.minimize_on_simplex` on ``M / trace(M)``.
+
+  Its Frank-Wolfe gap is absolute (``16 eps`` of the trace), the right measure
+  when the min-norm point is 0 (Pareto-stationary: the case it serves). The
+  iterate is then polished by the exact min-norm point of the affine hull of
+  the face it lies on (the S1 solver's "kink" candidate with ``b = 0``).
+  """
+  k = gram.shape[0]
+  trace = jnp.trace(gram)
+  gram = gram / jnp.where(trace > 0, trace, 1.0)
+
+  def value_and_grad(alpha):
+    m_alpha = gram @ alpha
+    return alpha @ m_alpha, 2.0 * m_alpha
+
+  gap_tol = 16 * jnp.finfo(gram.dtype).eps
+  alpha = solvers.minimize_on_simplex(
+      value_and_grad, jnp.full((k,), 1.0 / k, gram.dtype), lipschitz0=2.0,
+      gap_tol=gap_tol, max_iter=max_iter)
+  zeros = jnp.zeros((k,), gram.dtype)
+  faces = jax.vmap(lambda t: solvers._face_candidates(gram, zeros, 0.0, alpha, t)[1])(
+      jnp.array([0.0, 1e-9, 1e-6], gram.dtype))
+  return solvers._best_of(value_and_grad, alpha, faces, 4 * gap_tol)
+
+
+def _min_norm_by_duality(gram: Array, norms: Array) -> tuple[Array, Array]:
+  """``alpha*`` from the least-distance problem ``min ||x||^2 s.t. <h_k, x> >= 1``.
+
+  Its dual is ``lambda* = argmin_{lambda >= 0} 1/2 lambda^T M lambda - 1^T lambda``
+  and ``x* = sum_k lambda*_k h_k = d* / ||d*||^2``, so ``alpha* = lambda* /
+  sum_k lambda*_k`` (Lawson & Hanson 1974, ch. 23). Solved exactly by
+  :func:`~came_grad_jax.weightings.upgrad.nonnegative_qp` in the variables
+  ``z_k = ||h_k|| lambda_k`` (cosine matrix, linear term ``-1 / ||h_k||``), so a
+  task 1e-6 the size of another keeps its relative accuracy. The problem is
+  unbounded when 0 is in the hull; the flag says whether the solve certified
+  optimality.
+  """
+  cosine = gram / jnp.outer(norms, norms)
+  z, optimal = nonnegative_qp(cosine, -1.0 / norms)
+  lam = z / norms
+  total = jnp.sum(lam)
+  alpha = lam / jnp.where(total > 0, total, 1.0)
+  return alpha, optimal & (total > 0) & jnp.all(jnp.isfinite(alpha))
+
+
 def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
   """``alpha* = argmin_{alpha in simplex} alpha^T M alpha``: the min-norm point's weights.
 
-  ``alpha*`` is invariant to a positive rescaling of ``M``, so the problem is
-  solved on ``M / trace(M)``: K = 2 in closed form, larger K with
-  :func:`came_grad_jax.solvers.minimize_on_simplex` to a Frank-Wolfe gap of
-  ``16 eps``, then polished by the exact min-norm point of the affine hull of
-  the face it lies on (solved in correlation variables, so that a task 1e-6
-  the size of another keeps its relative accuracy).
+  K = 2 in closed form. Larger K by duality (:func:`_min_norm_by_duality`,
+  exact); where that fails to certify optimality -- the min-norm point is 0 or
+  indistinguishable from it -- by an iterative solve on the simplex. A zero
+  gradient puts 0 in the hull: ``alpha*`` is then that task's vertex.
 
   Args:
     gram: Gram matrix ``M`` (K, K), float32 or wider.
-    max_iter: iteration cap of the iterative solver (K > 2).
+    max_iter: iteration cap of the iterative fallback.
 
   Returns:
     ``alpha*`` (K,) on the simplex.
@@ -61,25 +106,16 @@ def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
   k = gram.shape[0]
   if k == 1:
     return jnp.ones((1,), gram.dtype)
-  trace = jnp.trace(gram)
-  gram = gram / jnp.where(trace > 0, trace, 1.0)
   if k == 2:
     return _two_task_min_norm(gram)
-
-  def value_and_grad(alpha):
-    m_alpha = gram @ alpha
-    return alpha @ m_alpha, 2.0 * m_alpha
-
-  gap_tol = 16 * jnp.finfo(gram.dtype).eps
-  alpha = solvers.minimize_on_simplex(
-      value_and_grad, jnp.full((k,), 1.0 / k, gram.dtype), lipschitz0=2.0,
-      gap_tol=gap_tol, max_iter=max_iter)
-  # Polish: the exact min-norm point of the affine hull of the face alpha lies on
-  # (the S1 solver's "kink" candidate with b = 0, r = 0), in correlation variables.
-  zeros = jnp.zeros((k,), gram.dtype)
-  faces = jax.vmap(lambda t: solvers._face_candidates(gram, zeros, 0.0, alpha, t)[1])(
-      jnp.array([0.0, 1e-9, 1e-6], gram.dtype))
-  return solvers._best_of(value_and_grad, alpha, faces, 4 * gap_tol)
+  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  absent = norms == 0
+  safe = jnp.where(absent, 1.0, norms)
+  alpha, optimal = _min_norm_by_duality(gram, safe)
+  alpha = jax.lax.cond(optimal & ~jnp.any(absent), lambda: alpha,
+                       lambda: _min_norm_iterative(gram, max_iter))
+  return jnp.where(jnp.any(absent), jax.nn.one_hot(jnp.argmax(absent), k, dtype=gram.dtype),
+                   alpha)
 
 
 def mgda() -> Weighting:

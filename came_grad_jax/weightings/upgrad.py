@@ -9,7 +9,7 @@ Projections are computed in weights (:func:`dual_cone_weights`): by Moreau's
 decomposition, ``pi_C(sum_k u_k h_k) = sum_k (u_k + lambda*_k) h_k`` with
 ``lambda* = argmin_{lambda >= 0} (u + lambda)^T M (u + lambda)``, a non-negative
 least-squares problem in K variables, solved exactly on the device by the
-Lawson-Hanson active-set method.
+Lawson-Hanson active-set method (:func:`nonnegative_qp`).
 """
 
 from __future__ import annotations
@@ -33,26 +33,29 @@ def _solve_on(a: Array, rhs: Array, passive: Array) -> Array:
   return jnp.where(passive, x, 0.0)
 
 
-def _entering(a: Array, u: Array, lam: Array, passive: Array) -> Array:
-  """Coordinates outside P whose negative gradient ``-(a (u + lam))_j`` is positive, beyond rounding.
+def _descent(a: Array, b: Array, z: Array) -> tuple[Array, Array]:
+  """The negative gradient ``-(a z + b)`` and the size of its terms ``|b| + |a| |z|``.
 
-  With unit-norm vectors, ``(a x)_j = <h_j, sum_i x_i h_i>`` carries a rounding
-  error of order ``K eps sum_i |x_i|``: that is the scale it is compared with.
+  A component below ``16 K eps`` times its terms' size is rounding noise
+  (:func:`came_grad_jax.solvers.is_negligible`).
   """
-  x = u + lam
-  descent = -(a @ x)
-  noise = solvers.is_negligible(descent, jnp.sum(jnp.abs(x)), a.shape[0])
-  return ~passive & (descent > 0) & ~noise
+  return -(a @ z + b), jnp.abs(b) + jnp.abs(a) @ jnp.abs(z)
+
+
+def _entering(a: Array, b: Array, z: Array, passive: Array) -> Array:
+  """Coordinates outside P whose negative gradient is positive beyond rounding."""
+  descent, scale = _descent(a, b, z)
+  return ~passive & (descent > 0) & ~solvers.is_negligible(descent, scale, a.shape[0])
 
 
 class _ActiveSet(NamedTuple):
-  lam: Array
+  z: Array
   passive: Array
   iteration: Array
 
 
-def _restore_feasibility(a: Array, rhs: Array, lam: Array, passive: Array):
-  """Lawson-Hanson inner loop: step from ``lam`` toward the subproblem's minimiser, dropping
+def _restore_feasibility(a: Array, rhs: Array, z: Array, passive: Array):
+  """Lawson-Hanson inner loop: step from ``z`` toward the subproblem's minimiser, dropping
   passive coordinates that would turn non-positive, until that minimiser is feasible."""
   k = a.shape[0]
 
@@ -61,37 +64,61 @@ def _restore_feasibility(a: Array, rhs: Array, lam: Array, passive: Array):
     return jnp.any(passive & (s <= 0)) & (n < k)
 
   def body(carry):
-    lam, passive, s, n = carry
+    z, passive, s, n = carry
     blocking = passive & (s <= 0)
-    gap = lam - s
-    ratio = jnp.where(blocking, lam / jnp.where(gap > 0, gap, 1.0), jnp.inf)
+    gap = z - s
+    ratio = jnp.where(blocking, z / jnp.where(gap > 0, gap, 1.0), jnp.inf)
     j = jnp.argmin(ratio)
-    lam = lam + ratio[j] * (s - lam)
-    passive = passive & (lam > 0) & (jnp.arange(k) != j)
-    lam = jnp.where(passive, lam, 0.0)
-    return lam, passive, _solve_on(a, rhs, passive), n + 1
+    z = z + ratio[j] * (s - z)
+    passive = passive & (z > 0) & (jnp.arange(k) != j)
+    z = jnp.where(passive, z, 0.0)
+    return z, passive, _solve_on(a, rhs, passive), n + 1
 
   s = _solve_on(a, rhs, passive)
-  _, passive, s, _ = jax.lax.while_loop(cond, body, (lam, passive, s, jnp.array(0)))
+  _, passive, s, _ = jax.lax.while_loop(cond, body, (z, passive, s, jnp.array(0)))
   return jnp.maximum(s, 0.0), passive
 
 
-def _nonnegative_least_squares(a: Array, u: Array, max_iter: int) -> Array:
-  """``argmin_{lam >= 0} (u + lam)^T a (u + lam)`` by Lawson & Hanson (1974), ch. 23."""
-  rhs = -(a @ u)
+def nonnegative_qp(a: Array, b: Array, *, max_iter: int | None = None) -> tuple[Array, Array]:
+  """``argmin_{z >= 0} 1/2 z^T a z + b^T z`` by the active-set method of Lawson & Hanson (1974).
+
+  Exact (up to rounding) after finitely many active-set changes; every
+  subproblem is a linear solve on the passive set. Best conditioned when ``a``
+  has a unit diagonal (rescale ``z`` by a positive diagonal, under which the
+  orthant is invariant).
+
+  Args:
+    a: (K, K) positive semi-definite.
+    b: (K,) linear term.
+    max_iter: cap on the outer iterations (default 3K).
+
+  Returns:
+    ``(z, optimal)``: the minimiser, and whether the KKT conditions hold to
+    rounding (False when the cap was hit, e.g. on an unbounded problem).
+
+  Example:
+    >>> nonnegative_qp(jnp.eye(2), jnp.array([-1.0, 2.0]))[0]
+    Array([1., 0.], dtype=float32)
+  """
+  k = a.shape[0]
+  max_iter = 3 * k if max_iter is None else max_iter
+  rhs = -b
 
   def cond(s: _ActiveSet):
-    return jnp.any(_entering(a, u, s.lam, s.passive)) & (s.iteration < max_iter)
+    return jnp.any(_entering(a, b, s.z, s.passive)) & (s.iteration < max_iter)
 
   def body(s: _ActiveSet):
-    descent = jnp.where(_entering(a, u, s.lam, s.passive), -(a @ (u + s.lam)), -jnp.inf)
+    descent = jnp.where(_entering(a, b, s.z, s.passive), _descent(a, b, s.z)[0], -jnp.inf)
     passive = s.passive.at[jnp.argmax(descent)].set(True)
-    lam, passive = _restore_feasibility(a, rhs, s.lam, passive)
-    return _ActiveSet(lam, passive, s.iteration + 1)
+    z, passive = _restore_feasibility(a, rhs, s.z, passive)
+    return _ActiveSet(z, passive, s.iteration + 1)
 
-  k = a.shape[0]
   init = _ActiveSet(jnp.zeros((k,), a.dtype), jnp.zeros((k,), bool), jnp.array(0))
-  return jax.lax.while_loop(cond, body, init).lam
+  z = jax.lax.while_loop(cond, body, init).z
+  descent, scale = _descent(a, b, z)
+  flat = solvers.is_negligible(jnp.abs(descent), scale, k)
+  optimal = jnp.all(jnp.where(z > 0, flat, (descent <= 0) | flat))
+  return z, optimal
 
 
 def dual_cone_weights(gram: Array, u: Array) -> Array:
@@ -119,7 +146,8 @@ def dual_cone_weights(gram: Array, u: Array) -> Array:
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   safe = jnp.where(norms > 0, norms, 1.0)
   cosine = gram / jnp.outer(safe, safe)
-  lam = _nonnegative_least_squares(cosine, u * safe, max_iter=3 * gram.shape[0])
+  scaled_u = u * safe
+  lam, _ = nonnegative_qp(cosine, cosine @ scaled_u)
   return u + lam / safe
 
 
