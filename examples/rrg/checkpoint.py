@@ -54,18 +54,23 @@ def _restore_keys(template, restored):
 
 
 def save(mgr: ocp.CheckpointManager, step: int, model: nnx.Module, optimizer: nnx.Optimizer,
-         *, data_seed: int) -> None:
-  """Saves the run at training step ``step`` (asynchronously; see ``wait_until_finished``)."""
+         *, data_seed: int, extra: dict | None = None) -> None:
+  """Saves the run at training step ``step`` (asynchronously; see ``wait_until_finished``).
+
+  ``extra`` is JSON-serialisable bookkeeping stored with the metadata (the training loop keeps
+  its loss/diagnostics history and elapsed time there).
+  """
+  meta = {**(extra or {}), "step": int(step), "data_seed": int(data_seed)}
   mgr.save(step, args=ocp.args.Composite(
       state=ocp.args.StandardSave(_pure_state(model, optimizer)),
-      meta=ocp.args.JsonSave({"step": int(step), "data_seed": int(data_seed)})))
+      meta=ocp.args.JsonSave(meta)))
 
 
 def restore(mgr: ocp.CheckpointManager, model: nnx.Module, optimizer: nnx.Optimizer,
             step: int | None = None) -> dict | None:
   """Loads checkpoint ``step`` (default: the latest) into ``model`` and ``optimizer``.
 
-  Returns its metadata ``{"step": ..., "data_seed": ...}``, or None when the directory holds
+  Returns its metadata ``{"step": ..., "data_seed": ..., **extra}``, or None when the directory holds
   no checkpoint. ``model`` and ``optimizer`` must have the configuration of the saved run.
   """
   step = mgr.latest_step() if step is None else step

@@ -35,8 +35,8 @@ class Config:
   # Optimisation: AdamW with linear warmup and cosine decay to 10% of the peak.
   learning_rate: float = 2e-3
   weight_decay: float = 1e-4
-  warmup_steps: int = 30
-  num_steps: int = 300
+  warmup_steps: int = 20
+  num_steps: int = 200
   batch_size: int = 32
   temperature: float = 0.1  # InfoNCE temperature of the alignment task
   model: ModelConfig = ModelConfig()

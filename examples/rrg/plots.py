@@ -1,5 +1,8 @@
 """Training curves and the Double Dilemma diagnostics of every method, averaged over seeds.
 
+Lines are means over seeds of a trailing moving average, bands +- one std over seeds (the
+min-max range on log axes).
+
 Top row: the K task losses (and the task gradient norms if a panel is spare). Bottom row: drift deviation (angle between the update and the
 joint gradient ``g_joint``), diffusion decay (``||g_joint|| / sum_k ||h_k||``, 1 = no
 cancellation), energy gain ``s`` and the pairwise cosines of the task gradients.
@@ -55,9 +58,13 @@ def plot_training_curves(results: Sequence, tasks: Sequence[str], path: str, *,
 
     def band(ax, values, label, style="-"):
       values = np.stack([smooth(v[:steps], window) for v in values])  # (seeds, steps)
-      mean, std = values.mean(0), values.std(0)
+      mean = values.mean(0)
       ax.plot(x, mean, style, color=color, label=label, lw=1.4)
-      ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+      if ax.get_yscale() == "log":  # the seeds' range: mean - std can be <= 0
+        ax.fill_between(x, values.min(0), values.max(0), color=color, alpha=0.15, lw=0)
+      else:
+        std = values.std(0)
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
 
     for t, task in enumerate(tasks):
       band(axes[0, t], [r.history["losses"][:, t] for r in runs], method)

@@ -351,8 +351,8 @@ def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
   """Trains one model with ``method`` and ``seed`` for ``config.num_steps``, then evaluates it.
 
   ``train_step`` may be shared between runs with the same tasks (one compilation per method).
-  With ``checkpoint_dir``, the run saves every ``config.checkpoint_every`` steps and resumes
-  from the latest checkpoint there.
+  With ``checkpoint_dir``, the run saves every ``config.checkpoint_every`` steps (and at the
+  end) and resumes from the latest checkpoint there, history and elapsed time included.
   """
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
@@ -361,7 +361,7 @@ def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
   optimizer = create_optimizer(config, model, method)
   train_step = train_step or make_train_step(config.tasks, temperature=config.temperature)
 
-  start_step, history = 0, []
+  start_step, history, previous_time = 0, [], 0.0
   manager = None
   if checkpoint_dir:
     from examples.rrg import checkpoint  # pylint: disable=import-outside-toplevel
@@ -369,6 +369,8 @@ def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
     restored = checkpoint.restore(manager, model, optimizer)
     if restored is not None:
       start_step = restored["step"]
+      previous_time = restored.get("train_time", 0.0)
+      history = [{k: np.asarray(v) for k, v in h.items()} for h in restored.get("history", [])]
 
   stream = batch_stream(train_split, config.batch_size, seed, start_step)
   bar = tqdm(range(start_step, config.num_steps), desc=f"{method} seed={seed}",
@@ -382,9 +384,12 @@ def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
       bar.set_postfix({t: f"{l:.3f}" for t, l in zip(config.tasks, losses)})
     if manager is not None and config.checkpoint_every and (
         (step + 1) % config.checkpoint_every == 0 or step + 1 == config.num_steps):
-      checkpoint.save(manager, step + 1, model, optimizer, data_seed=seed)
+      history = jax.device_get(history)
+      checkpoint.save(manager, step + 1, model, optimizer, data_seed=seed, extra={
+          "train_time": previous_time + time.perf_counter() - t0,
+          "history": [{k: np.asarray(v).tolist() for k, v in h.items()} for h in history]})
   history = jax.device_get(history)
-  train_time = time.perf_counter() - t0
+  train_time = previous_time + time.perf_counter() - t0
   bar.close()
   if manager is not None:
     manager.wait_until_finished()

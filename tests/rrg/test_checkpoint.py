@@ -26,7 +26,7 @@ def test_restore_gives_the_same_next_step(tmp_path):
   stream = train.batch_stream(split, SMOKE.batch_size, seed)  # 24 examples: 3 steps per epoch
   for _ in range(3):
     step_fn(model, optimizer, next(stream))
-  checkpoint.save(mgr, 3, model, optimizer, data_seed=seed)
+  checkpoint.save(mgr, 3, model, optimizer, data_seed=seed, extra={"history": [[1.5, 2.0]]})
   mgr.wait_until_finished()
   next_batch = next(stream)  # the first batch of epoch 1
   expected_metrics = jax.device_get(step_fn(model, optimizer, next_batch))
@@ -38,7 +38,7 @@ def test_restore_gives_the_same_next_step(tmp_path):
   fresh_opt = train.create_optimizer(SMOKE, fresh, "came")
   before = _params(fresh)
   meta = checkpoint.restore(checkpoint.manager(str(tmp_path / "ckpt")), fresh, fresh_opt)
-  assert meta == {"step": 3, "data_seed": seed}
+  assert meta == {"step": 3, "data_seed": seed, "history": [[1.5, 2.0]]}
   assert int(fresh_opt.step[...]) == 3
   resumed = next(train.batch_stream(split, SMOKE.batch_size, meta["data_seed"], meta["step"]))
   jax.tree.map(np.testing.assert_array_equal, resumed, next_batch)
