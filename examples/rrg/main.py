@@ -172,7 +172,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
   }
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
     json.dump(out, f, indent=2)
-  print(f"wrote {args.out}/results.md, results.json, training_curves.png", flush=True)
+  # Every generated report, e.g. to label them with CheXbert and pass its labels back in.
+  test = data["test"]
+  for r in results:
+    with open(os.path.join(args.out, f"reports_{r.method}_seed{r.seed}.json"), "w",
+              encoding="utf-8") as f:
+      json.dump([{"id": test.ids[i], "reference": tokenizer.decode(test.tokens[i]),
+                  "generated": r.hypotheses[i]} for i in range(len(test.ids))], f, indent=1)
+  print(f"wrote {args.out}/results.md, results.json, training_curves.png, "
+        f"reports_<method>_seed<seed>.json", flush=True)
   return out
 
 

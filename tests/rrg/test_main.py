@@ -14,7 +14,8 @@ def test_smoke_end_to_end(tmp_path, capsys):
   out = main.main(["--config", "smoke", "--out", out_dir, "--no-progress"])
   printed = capsys.readouterr().out
 
-  for name in ("results.md", "results.json", "training_curves.png"):
+  for name in ("results.md", "results.json", "training_curves.png", "reports_ls_seed0.json",
+               "reports_came_seed0.json"):
     assert os.path.getsize(os.path.join(out_dir, name)) > 0, name
   with open(os.path.join(out_dir, "results.json"), encoding="utf-8") as f:
     saved = json.load(f)
