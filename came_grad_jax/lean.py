@@ -20,7 +20,7 @@ backward pass, exactly what linear scalarization costs. What remains is to get
   ``losses = heads(params, encode(params, x))``; ``M`` is the Gram of the
   gradients of the K losses with respect to the shared representation
   ``z = encode(params, x)`` (K x |z| numbers, activations-sized), computed by K
-  vectorised backward passes through the heads only. It differs from the
+  backward passes through the heads only, each through its own head. It differs from the
   parameter-space Gram by the encoder's Jacobian (``M_theta = J_z A J_z^T`` with
   ``A = (dz/dtheta)(dz/dtheta)^T``, not the identity, and cross-example terms
   of a batch dropped) and ignores the heads' own parameter gradients. The
@@ -99,6 +99,23 @@ def _chunk_leaves(sizes: list[int], num_chunks: int) -> list[list[int]]:
     groups[-1].append(index)
     filled += size
   return groups
+
+
+def _separate_task_grads(fn: Callable[[Any], Any], x: Any, k: int, has_aux: bool) -> Any:
+  """``d fn(x)[i] / dx`` for i < K, stacked on a leading axis: K separate ``jax.grad``.
+
+  Not a ``vmap`` over one-hot cotangents: a separate gradient of each loss
+  runs its backward pass only through the part of the graph that loss depends
+  on (a classification head's loss skips the report decoder), where a vmapped
+  one-hot cotangent carries explicit zeros through everything. Under ``jit``
+  XLA merges the K identical forward passes with the caller's.
+  """
+  def loss(v, i):
+    out = fn(v)
+    return (out[0] if has_aux else out)[i]
+
+  grads = [jax.grad(lambda v, i=i: loss(v, i))(x) for i in range(k)]
+  return jax.tree.map(lambda *g: jnp.stack(g), *grads)
 
 
 def lean_value_and_grad(
@@ -183,8 +200,8 @@ def representation_value_and_grad(
   """Approximate multi-task update from the Gram of representation gradients.
 
   With ``z = encode(params, *args)`` and ``losses = heads(params, z, *args)``:
-  ``M_ij = w_i w_j <dL_i/dz, dL_j/dz>`` (K vectorised backward passes through
-  the heads only, K x |z| numbers), ``c = weighting(M)``, and the update
+  ``M_ij = w_i w_j <dL_i/dz, dL_j/dz>`` (K backward passes, each through the
+  head its loss depends on, down to ``z`` only; K x |z| numbers), ``c = weighting(M)``, and the update
   ``grad_params sum_k stop_gradient(c_k) w_k L_k`` in one backward pass through
   heads and encoder. An approximation of the parameter-space Gram (see the
   module docstring; MGDA-UB, Sener & Koltun 2018): the coefficients are those
@@ -194,7 +211,10 @@ def representation_value_and_grad(
     encode: ``encode(params, *args) -> z``, the shared representation (an array
       or a pytree of arrays, e.g. the encoder's output tokens).
     heads: ``heads(params, z, *args) -> losses`` (K,), or ``(losses, aux)`` if
-      ``has_aux``; it must reach the shared parameters only through ``z``.
+      ``has_aux``. It should reach the encoder's parameters only through ``z``;
+      parameters that several heads use directly (a shared token embedding,
+      say) get their exact gradient in the update, but their conflicts are not
+      in the Gram.
     weighting: ``gram (K, K) -> coefficients (K,)``; default ``weightings.came()``.
     task_weights: ``w`` (K,), finite and >= 0; None for all ones.
     has_aux: whether ``heads`` returns auxiliary data.
@@ -223,11 +243,7 @@ def representation_value_and_grad(
       losses, heads_vjp = jax.vjp(head_fn, params, z)
     _check_losses(losses, has_aux)
     k = losses.shape[0]
-    eye = jnp.eye(k, dtype=losses.dtype)
-    # Only the z part is used: under jit the heads' weight gradients of these
-    # K passes are dead code and are not computed.
-    z_grads = jax.vmap(lambda e: heads_vjp(e)[1])(eye)
-    m = gram(z_grads)
+    m = gram(_separate_task_grads(lambda rep: head_fn(params, rep), z, k, has_aux))
     weights = _task_weights(task_weights, k, m.dtype)
     m = m * jnp.outer(weights, weights)
     coeffs, cotangent = _coefficients(weighting, m, weights, losses)

@@ -1,0 +1,1 @@
+"""Jit-compiled benchmarks of came_grad_jax; ``python -m benchmarks.run_all`` runs them all."""
