@@ -12,6 +12,11 @@ from came_grad_jax.gram import combine, gram, num_tasks_of
 from came_grad_jax.lean import LeanInfo, lean_value_and_grad, representation_value_and_grad
 from came_grad_jax.task_grads import value_and_task_grads
 from came_grad_jax.transform import AggregateState, aggregate, came_grad
+from came_grad_jax import loss_weighting
+from came_grad_jax.graddrop import GradDropState, graddrop
+from came_grad_jax.methods import (aligned_mtl, cagrad, came_s1, came_s1_s2, came_s1_s3,
+                                   dualproj, gradvac, imtl_g, linear_scalarization, mgda,
+                                   nash_mtl, pcgrad, upgrad)
 
 __version__ = "0.1.0"
 
@@ -19,4 +24,8 @@ __all__ = [
     "AggregateState", "Diagnostics", "aggregate", "came_grad", "combine",
     "compute_diagnostics", "gram", "num_tasks_of", "value_and_task_grads", "weightings",
     "LeanInfo", "lean_value_and_grad", "representation_value_and_grad",
+    # Baselines, ablations and loss weightings (docs/methods.md).
+    "GradDropState", "aligned_mtl", "cagrad", "came_s1", "came_s1_s2", "came_s1_s3",
+    "dualproj", "graddrop", "gradvac", "imtl_g", "linear_scalarization", "loss_weighting",
+    "mgda", "nash_mtl", "pcgrad", "upgrad",
 ]

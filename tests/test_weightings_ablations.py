@@ -53,7 +53,7 @@ def test_stages_compose_to_the_named_methods(x64):
     return ((weightings.came_s1(RHO)(gram), weightings.cagrad(RHO, rescale=False)(gram)),
             (weightings.came_stages(RHO, KAPPA, NU)(gram), weightings.came(RHO, KAPPA, NU)(gram)))
 
-  h = mtl_checks.gradients("random", 4)
+  h = mtl_checks.gradients("random", 2)
   for ablation, method in pairs(jnp.asarray(h @ h.T)):
     np.testing.assert_allclose(ablation, method, rtol=1e-12)
 
