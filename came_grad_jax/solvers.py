@@ -105,6 +105,7 @@ def minimize_on_simplex(
     *,
     lipschitz0: Array | float = 1.0,
     gap_tol: Array | float,
+    gap_rtol: Array | float = 0.0,
     max_iter: int = 500,
 ) -> Array:
   """Minimise a smooth convex function over the simplex with restarted FISTA.
@@ -112,13 +113,14 @@ def minimize_on_simplex(
   Accelerated projected gradient (Beck & Teboulle 2009) with backtracking on
   the step size and function-value restart (O'Donoghue & Candes 2015). Stops
   when the Frank-Wolfe gap, which bounds the objective gap, is at most
-  ``gap_tol``, or after ``max_iter`` iterations.
+  ``gap_tol + gap_rtol |f(x)|``, or after ``max_iter`` iterations.
 
   Args:
     value_and_grad: ``x -> (f(x), grad f(x))`` for x in the simplex.
     x0: a starting point in the simplex, (K,).
     lipschitz0: initial guess of the gradient's Lipschitz constant.
     gap_tol: absolute tolerance on the Frank-Wolfe gap.
+    gap_rtol: tolerance on the gap relative to the current objective value.
     max_iter: iteration cap (keeps the loop bounded under ``jit``).
 
   Returns:
@@ -152,7 +154,8 @@ def minimize_on_simplex(
     return x_new, f_new, lip
 
   def cond(s: _FistaState):
-    return jnp.logical_and(s.gap > gap_tol, s.iteration < max_iter)
+    return jnp.logical_and(s.gap > gap_tol + gap_rtol * jnp.abs(s.f_x),
+                           s.iteration < max_iter)
 
   def body(s: _FistaState):
     f_y, g_y = value_and_grad(s.y)
@@ -238,7 +241,6 @@ def _face_candidates(gram: Array, b: Array, radius: Array, alpha: Array,
     point of the affine hull of ``h_S``), the optimum when the problem is
     Pareto-stationary and the objective is not differentiable there.
   """
-  k = gram.shape[0]
   support = (alpha > threshold * jnp.max(alpha)).astype(gram.dtype)
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   safe = jnp.where(norms > 0, norms, 1.0)
@@ -246,16 +248,16 @@ def _face_candidates(gram: Array, b: Array, radius: Array, alpha: Array,
   corr = corr * jnp.outer(support, support) + jnp.diag(1.0 - support * (norms > 0))
   d = support / safe
   b_s = b * d
-  cinv_d = jnp.linalg.solve(corr, d)
-  cinv_b = jnp.linalg.solve(corr, b_s)
+  cinv_d, cinv_b = jnp.linalg.solve(corr, jnp.stack([d, b_s], axis=1)).T
   a_, b_, e_ = d @ cinv_d, d @ cinv_b, b_s @ cinv_b
   disc = b_**2 - a_ * (e_ - radius**2)
   root = jnp.sqrt(jnp.where(disc > 0, disc, jnp.nan))
   smooth = ((b_ + root) / a_ * cinv_d - cinv_b) / root * d
-  bordered = jnp.block([[corr * support[:, None], d[:, None]],
-                        [d[None, :], jnp.zeros((1, 1), gram.dtype)]])
-  rhs = jnp.zeros((k + 1,), gram.dtype).at[k].set(1.0)
-  kink = (jnp.linalg.pinv(bordered) @ rhs)[:k] * d
+  # min beta^T C beta s.t. d^T beta = 1: beta ~ (C + eps I)^-1 d, which tends to
+  # the null vector of C_S (h_alpha = 0) when there is one.
+  eps = jnp.finfo(gram.dtype).eps
+  reg = jnp.linalg.solve(corr + 4 * eps * jnp.eye(gram.shape[0], dtype=gram.dtype), d)
+  kink = reg * d / jnp.sum(reg * d)
   return jnp.stack([smooth, kink])
 
 
@@ -286,14 +288,14 @@ def _best_of(value_and_grad, alpha: Array, candidates: Array, tol: Array) -> Arr
 
 
 def conflict_averse_dual(gram: Array, radius_scale: Array | float,
-                         *, max_iter: int = 500) -> Array:
+                         *, max_iter: int = 200) -> Array:
   """Solve S1's dual: ``argmin_{alpha in simplex} alpha^T M 1/K + r sqrt(alpha^T M alpha)``.
 
   Here ``r = radius_scale * ||mu||`` and ``mu = (1/K) sum_k h_k``, both read
   off the Gram matrix ``M``. The minimiser is invariant to a positive rescaling
   of ``M``, so the problem is solved on ``M / trace(M)``. K = 2 in closed form;
-  K > 2 iteratively to a Frank-Wolfe gap of ``16 eps`` of the objective's scale
-  (or ``max_iter``), then polished by the closed-form minimisers on the face the
+  K > 2 iteratively to a Frank-Wolfe gap of ``sqrt(eps)`` of the objective
+  (or ``max_iter``), enough to find the optimal face, then polished by the closed-form minimisers on the face the
   iterate lies on (:func:`_face_candidates`), which are exact where the solution
   is smooth and where it sits on the kink ``h_alpha = 0``.
 
@@ -325,9 +327,10 @@ def conflict_averse_dual(gram: Array, radius_scale: Array | float,
     return _two_task_dual(gram, b, radius)
   value_and_grad = _dual_value_and_grad(gram, b, radius)
   scale = jnp.max(jnp.abs(b)) + radius * jnp.sqrt(jnp.max(jnp.diagonal(gram)))
-  gap_tol = 16 * jnp.finfo(gram.dtype).eps * jnp.maximum(scale, jnp.finfo(gram.dtype).tiny)
+  eps = jnp.finfo(gram.dtype).eps
   alpha = minimize_on_simplex(value_and_grad, ones / k, lipschitz0=1.0 + radius,
-                              gap_tol=gap_tol, max_iter=max_iter)
-  thresholds = jnp.array([0.0, 1e-9, 1e-6], gram.dtype)
+                              gap_tol=eps * scale, gap_rtol=jnp.sqrt(eps),
+                              max_iter=max_iter)
+  thresholds = jnp.array([0.0, 1e-6], gram.dtype)
   candidates = jax.vmap(lambda t: _face_candidates(gram, b, radius, alpha, t))(thresholds)
-  return _best_of(value_and_grad, alpha, candidates.reshape(-1, k), 4 * gap_tol)
+  return _best_of(value_and_grad, alpha, candidates.reshape(-1, k), 64 * eps * scale)

@@ -59,7 +59,7 @@ def random_h(k, seed, dim=30):
 def test_rectified_direction_is_in_the_ball_and_no_worse(x64, k, seed):
   h = random_h(k, seed)
   rho = 0.5
-  a = np.asarray(weightings.rectify(jnp.asarray(h @ h.T), rho))
+  a = np.asarray(jax.jit(weightings.rectify)(jnp.asarray(h @ h.T), rho))
   u_rect, mu = a @ h, h.mean(0)
   assert np.linalg.norm(u_rect - mu) <= rho * np.linalg.norm(mu) * (1 + 1e-9)
   assert np.min(h @ u_rect) >= np.min(h @ mu) - 1e-9 * np.abs(h @ mu).max()
@@ -68,21 +68,21 @@ def test_rectified_direction_is_in_the_ball_and_no_worse(x64, k, seed):
 @pytest.mark.parametrize("k", TASK_COUNTS)
 def test_rho0_kappa1_nu0_is_linear_scalarization(x64, k):
   h = random_h(k, 1)
-  c = weightings.came(0.0, 1.0, 0.0)(jnp.asarray(h @ h.T))
+  c = jax.jit(weightings.came(0.0, 1.0, 0.0))(jnp.asarray(h @ h.T))
   np.testing.assert_allclose(np.asarray(c) @ h, h.sum(0), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("rho,kappa", [(0.0, 0.5), (0.5, 1.5), (2.0, 3.0)])
 def test_nu1_is_linear_scalarization(x64, rho, kappa):
   h = random_h(4, 2)
-  c = weightings.came(rho, kappa, 1.0)(jnp.asarray(h @ h.T))
+  c = jax.jit(weightings.came(rho, kappa, 1.0))(jnp.asarray(h @ h.T))
   np.testing.assert_allclose(np.asarray(c), np.ones(4), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("k", TASK_COUNTS)
 def test_nu0_update_has_kappa_times_joint_norm(x64, k):
   h = random_h(k, 3)
-  c = np.asarray(weightings.came(0.5, 1.5, 0.0)(jnp.asarray(h @ h.T)))
+  c = np.asarray(jax.jit(weightings.came(0.5, 1.5, 0.0))(jnp.asarray(h @ h.T)))
   np.testing.assert_allclose(np.linalg.norm(c @ h), 1.5 * np.linalg.norm(h.sum(0)), rtol=1e-10)
 
 

@@ -81,6 +81,14 @@ def test_method_lookup():
   for name in ("ls", "linear_scalarization", "came", "came_grad", "cagrad"):
     tx = train.method_transformation(name, WEIGHTS)
     assert isinstance(tx, optax.GradientTransformation)
+  # Other methods of the library are found by name.
+  stacked = {"w": jnp.array([[1.0, 0.0], [-0.5, 1.0], [0.0, 2.0]])}
+  for name in ("mgda", "pcgrad", "upgrad"):
+    if not hasattr(came_grad_jax.weightings, name):
+      continue
+    tx = train.method_transformation(name, WEIGHTS)
+    update, _ = tx.update(stacked, tx.init({"w": jnp.zeros(2)}))
+    assert update["w"].shape == (2,) and bool(jnp.all(jnp.isfinite(update["w"])))
   with pytest.raises(ValueError, match="unknown method"):
     train.method_transformation("no_such_method", WEIGHTS)
 
