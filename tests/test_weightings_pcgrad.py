@@ -50,12 +50,17 @@ def test_jit_and_eager(x64, jit):
 
 
 def test_no_conflict_with_the_task_just_visited(x64):
-  """After visiting j, ``<g_i, h_j> >= 0``: checked after every prefix of the orders."""
+  """After visiting j, ``<g_i, h_j> >= 0``: checked after every prefix of the orders.
+
+  A prefix of length t is the order with its later entries replaced by i itself
+  (a task skips itself), so that every prefix has the same shape.
+  """
   for seed in range(6):
     h = mtl_checks.random_gradients(seed, num_tasks=5)
     orders = np.asarray(random_orders(jax.random.PRNGKey(seed), 5))
     for t in range(1, 6):
-      rows = projected_rows(h, orders[:, :t])
+      prefix = np.where(np.arange(5) < t, orders, np.arange(5)[:, None])
+      rows = projected_rows(h, prefix)
       for i in range(5):
         j = orders[i, t - 1]
         if j != i:
