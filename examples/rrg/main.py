@@ -163,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       "runs": [{"method": r.method, "seed": r.seed, "metrics": r.metrics,
                 "train_time": r.train_time, "eval_time": r.eval_time,
                 "num_params": r.num_params, "final_losses": _final_losses(r, config.tasks),
+                "mean_diagnostics": _mean_diagnostics(r),
                 "examples": [{"reference": tokenizer.decode(data["test"].tokens[i]),
                               "generated": r.hypotheses[i]} for i in range(3)]}
                for r in results],
@@ -190,6 +191,16 @@ def _final_losses(result, tasks) -> dict:
     return {}
   tail = np.asarray(losses[-10:]).mean(0)
   return {t: float(v) for t, v in zip(tasks, tail)}
+
+
+def _mean_diagnostics(result) -> dict:
+  """Per-run means over training steps of the scalar diagnostics and the coefficients."""
+  out = {}
+  for key in ("drift_deg", "diffusion_decay", "energy_gain", "min_inner", "coefficients",
+              "task_norms"):
+    if key in result.history and len(result.history[key]):
+      out[key] = np.asarray(result.history[key], np.float64).mean(0).tolist()
+  return out
 
 
 def _jsonable(x):

@@ -130,7 +130,11 @@ def method_transformation(name: str, task_weights: Sequence[float], *,
       pass  # e.g. a helper that is not a transformation factory
   weighting = getattr(getattr(cg, "weightings", None), key, None)
   if callable(weighting):
-    return cg.aggregate(weighting(), task_weights=w)
+    try:
+      return cg.aggregate(weighting(), task_weights=w)
+    except TypeError as e:
+      raise ValueError(f"method {name!r}: weightings.{key}() needs arguments ({e}); "
+                       "add it to method_transformation with its hyperparameters") from e
   raise ValueError(
       f"unknown method {name!r}: expected 'ls', 'came', 'cagrad', or the name of a "
       "transformation factory in came_grad_jax or a weighting in came_grad_jax.weightings")

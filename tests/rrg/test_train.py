@@ -64,16 +64,12 @@ def test_alignment_loss_counts_identical_reports_as_positives():
   np.testing.assert_allclose(grad, 0.0, atol=1e-4)  # already optimal: nothing to push apart
 
 
-def test_task_losses_order_and_validation():
-  model = _model()
-  batch = _batch()
-  losses_fn = nnx.jit(train.task_losses, static_argnums=2)
-  all3 = losses_fn(model, batch, train.TASKS)
-  assert all3.shape == (3,)
-  two = losses_fn(model, batch, ("cls", "nll"))
-  np.testing.assert_allclose(two, all3[jnp.array([1, 0])], rtol=1e-6)
+def test_task_losses_validation():
+  # Checked before the model is touched.
   with pytest.raises(ValueError, match="tasks"):
-    train.task_losses(model, batch, ("nll", "retrieval"))
+    train.task_losses(None, _batch(), ("nll", "retrieval"))
+  with pytest.raises(ValueError, match="tasks"):
+    train.task_losses(None, _batch(), ())
 
 
 # -- methods -------------------------------------------------------------------------------------
@@ -81,14 +77,10 @@ def test_method_lookup():
   for name in ("ls", "linear_scalarization", "came", "came_grad", "cagrad"):
     tx = train.method_transformation(name, WEIGHTS)
     assert isinstance(tx, optax.GradientTransformation)
-  # Other methods of the library are found by name.
-  stacked = {"w": jnp.array([[1.0, 0.0], [-0.5, 1.0], [0.0, 2.0]])}
+  # Other methods of the library are found by name (their numerics are tested with the core).
   for name in ("mgda", "pcgrad", "upgrad"):
-    if not hasattr(came_grad_jax.weightings, name):
-      continue
-    tx = train.method_transformation(name, WEIGHTS)
-    update, _ = tx.update(stacked, tx.init({"w": jnp.zeros(2)}))
-    assert update["w"].shape == (2,) and bool(jnp.all(jnp.isfinite(update["w"])))
+    if hasattr(came_grad_jax.weightings, name):
+      assert isinstance(train.method_transformation(name, WEIGHTS), optax.GradientTransformation)
   with pytest.raises(ValueError, match="unknown method"):
     train.method_transformation("no_such_method", WEIGHTS)
 
@@ -150,9 +142,12 @@ def test_k2_config_trains_two_tasks():
   assert k2.tasks == ("nll", "cls") and k2.task_weights == (1.0, 4.0)
   config = dataclasses.replace(SMOKE, tasks=k2.tasks, task_weights=k2.task_weights)
   model = _model(config=config)
+  batch = _batch()
+  all_three = nnx.jit(train.task_losses, static_argnums=2)(model, batch, train.TASKS)
   optimizer = train.create_optimizer(config, model, "came")
-  metrics = train.make_train_step(config.tasks)(model, optimizer, _batch())
-  assert metrics["losses"].shape == (2,)
+  metrics = train.make_train_step(config.tasks)(model, optimizer, batch)
+  # The step reports the losses before its update, in the order of config.tasks.
+  np.testing.assert_allclose(metrics["losses"], all_three[:2], rtol=1e-5)
   assert metrics["cosine"].shape == (2, 2)
   assert float(metrics["energy_gain"]) > 0
   with pytest.raises(ValueError, match="task_weights"):
