@@ -36,7 +36,7 @@ def came_stages(rho: float = 0.5, kappa: float | None = None,
     A function ``gram (K, K) -> coefficients (K,)``.
 
   Example:
-    >>> came_stages(0.5, kappa=1.5)(jnp.eye(2))  # S1 + S2
+    >>> came_stages(0.5, kappa=1.5)(jax.numpy.eye(2))  # S1 + S2
     Array([1.5, 1.5], dtype=float32)
   """
   hyperparams.check_scalar("rho", rho, lower=0.0)

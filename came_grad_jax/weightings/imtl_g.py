@@ -39,8 +39,9 @@ def imtl_g() -> Weighting:
     A function ``gram (K, K) -> coefficients (K,)``; they may be negative.
 
   Example:
-    >>> imtl_g()(jnp.array([[1.0, 0.0], [0.0, 4.0]]))  # d = (2/3) h1 + (1/3) h2
-    Array([0.6666667 , 0.33333334], dtype=float32)
+    >>> c = imtl_g()(jnp.array([[1.0, 0.0], [0.0, 4.0]]))  # d = (2/3) h1 + (1/3) h2
+    >>> [round(float(x), 4) for x in c]
+    [0.6667, 0.3333]
   """
 
   def weighting(gram: Array) -> Array:

@@ -128,8 +128,9 @@ def mgda() -> Weighting:
     A function ``gram (K, K) -> coefficients (K,)``, summing to 1.
 
   Example:
-    >>> mgda()(jnp.array([[1.0, 0.0], [0.0, 4.0]])).round(4)  # d = 0.8 h1 + 0.2 h2
-    Array([0.8, 0.2], dtype=float32)
+    >>> c = mgda()(jnp.array([[1.0, 0.0], [0.0, 4.0]]))  # d = 0.8 h1 + 0.2 h2
+    >>> [round(float(x), 4) for x in c]
+    [0.8, 0.2]
   """
 
   def weighting(gram: Array) -> Array:

@@ -140,8 +140,9 @@ def dual_cone_weights(gram: Array, u: Array) -> Array:
 
   Example:
     >>> m = jnp.array([[1.0, -1.0], [-1.0, 2.0]])  # <h1, h2> < 0
-    >>> dual_cone_weights(m, jnp.array([1.0, 0.0]))  # h1 + h2 is orthogonal to h1
-    Array([1., 1.], dtype=float32)
+    >>> w = dual_cone_weights(m, jnp.array([1.0, 0.0]))  # h1 + h2 / 2 is orthogonal to h2
+    >>> [round(float(x), 4) for x in w]
+    [1.0, 0.5]
   """
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   safe = jnp.where(norms > 0, norms, 1.0)
