@@ -15,6 +15,7 @@ restart) stopped by its Frank-Wolfe duality gap.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -287,6 +288,7 @@ def _best_of(value_and_grad, alpha: Array, candidates: Array, tol: Array) -> Arr
   return points[jnp.argmin(jnp.where(near, gaps, jnp.inf))]
 
 
+@functools.partial(jax.jit, static_argnames=("max_iter",))
 def conflict_averse_dual(gram: Array, radius_scale: Array | float,
                          *, max_iter: int = 200) -> Array:
   """Solve S1's dual: ``argmin_{alpha in simplex} alpha^T M 1/K + r sqrt(alpha^T M alpha)``.

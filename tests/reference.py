@@ -79,8 +79,7 @@ def solve_dual(gram: np.ndarray, rho: float) -> np.ndarray:
   g = gram / scale
   r = radius / np.sqrt(scale)
   f = lambda a: dual_objective(a, g, r)
-  starts = [np.full(k, 1.0 / k)] + list(np.eye(k)) + list(
-      np.random.default_rng(0).dirichlet(np.ones(k), size=4))
+  starts = [np.full(k, 1.0 / k)] + list(np.random.default_rng(0).dirichlet(np.ones(k), size=2))
   best = None
   for x0 in starts:
     res = minimize(f, x0, method="SLSQP", bounds=[(0, 1)] * k,
