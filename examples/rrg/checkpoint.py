@@ -70,8 +70,9 @@ def restore(mgr: ocp.CheckpointManager, model: nnx.Module, optimizer: nnx.Optimi
             step: int | None = None) -> dict | None:
   """Loads checkpoint ``step`` (default: the latest) into ``model`` and ``optimizer``.
 
-  Returns its metadata ``{"step": ..., "data_seed": ..., **extra}``, or None when the directory holds
-  no checkpoint. ``model`` and ``optimizer`` must have the configuration of the saved run.
+  Returns its metadata ``{"step": ..., "data_seed": ..., **extra}``, or None when the
+  directory holds no checkpoint. ``model`` and ``optimizer`` must have the configuration of
+  the saved run.
   """
   step = mgr.latest_step() if step is None else step
   if step is None:

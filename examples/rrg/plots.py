@@ -3,9 +3,10 @@
 Lines are means over seeds of a trailing moving average, bands +- one std over seeds (the
 min-max range on log axes).
 
-Top row: the K task losses (and the task gradient norms if a panel is spare). Bottom row: drift deviation (angle between the update and the
-joint gradient ``g_joint``), diffusion decay (``||g_joint|| / sum_k ||h_k||``, 1 = no
-cancellation), energy gain ``s`` and the pairwise cosines of the task gradients.
+Top row: the K task losses (and the task gradient norms if a panel is spare). Bottom row: drift
+deviation (angle between the update and the joint gradient ``g_joint``), diffusion decay
+(``||g_joint|| / sum_k ||h_k||``, 1 = no cancellation), energy gain (``||g_final|| /
+||g_joint||``) and the pairwise cosines of the task gradients.
 """
 
 from __future__ import annotations
