@@ -68,6 +68,22 @@ def reference_errors(weighting: weightings.AnyWeighting,
           for k in ks for case in cases for h in [gradients(case, k)]}
 
 
+def assert_matches_reference(weighting: weightings.AnyWeighting,
+                             reference_fn: Callable[[np.ndarray], np.ndarray], tol: float,
+                             case: str = "random", k: int = 4) -> None:
+  """The weighting's update is within ``tol`` (:func:`update_error`) of the reference's."""
+  h = gradients(case, k)
+  err = update_error(h, coefficients(weighting, h), reference_fn(h))
+  assert err <= tol, err
+
+
+def unit_rows(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(live, norms, u)``: the indices of the non-zero gradients, all norms, and the live unit rows."""
+  norms = np.linalg.norm(h, axis=1)
+  live = np.flatnonzero(norms > 0)
+  return live, norms, h[live] / norms[live, None]
+
+
 def assert_all_below(errors: dict, tol: float) -> None:
   bad = {key: err for key, err in errors.items() if not err <= tol}
   assert not bad, f"errors above {tol}: {bad}"

@@ -40,16 +40,14 @@ def test_matches_float64_reference(x64):
 
 @pytest.mark.parametrize("scale", ["median", "rmse"])
 def test_scale_modes(x64, scale):
-  h = mtl_checks.gradients("random", 5)
-  c = mtl_checks.coefficients(weightings.aligned_mtl(scale), h)
-  assert mtl_checks.update_error(h, c, aligned_reference(h, scale)) <= 1e-12
+  mtl_checks.assert_matches_reference(weightings.aligned_mtl(scale),
+                                      lambda h: aligned_reference(h, scale), 1e-12, k=5)
 
 
 @pytest.mark.parametrize("jit", [True, False])
 def test_jit_and_eager(x64, jit):
-  h = mtl_checks.gradients("random", 4)
-  c = mtl_checks.coefficients(ALIGNED if jit else weightings.aligned_mtl(), h)
-  assert mtl_checks.update_error(h, c, aligned_reference(h)) <= 1e-12
+  mtl_checks.assert_matches_reference(ALIGNED if jit else weightings.aligned_mtl(),
+                                      aligned_reference, 1e-12)
 
 
 def test_orthogonal_equal_norms_is_linear_scalarization(x64):

@@ -15,13 +15,11 @@ def imtl_g_reference(h: np.ndarray) -> np.ndarray:
   ``D`` has rows ``g_1 - g_k`` and ``U`` rows ``u_1 - u_k``; zero gradients are
   left out (their unit vector is undefined).
   """
-  norms = np.linalg.norm(h, axis=1)
-  live = np.flatnonzero(norms > 0)
+  live, _, u = mtl_checks.unit_rows(h)
   alpha = np.zeros(h.shape[0])
   if live.size == 0:
     return alpha
   g = h[live]
-  u = g / norms[live, None]
   d, unit = g[0] - g[1:], u[0] - u[1:]
   rest = g[0] @ unit.T @ np.linalg.inv(d @ unit.T) if live.size > 1 else np.zeros(0)
   alpha[live] = np.concatenate([[1.0 - rest.sum()], rest])
@@ -35,9 +33,8 @@ def test_matches_float64_reference(x64):
 
 @pytest.mark.parametrize("jit", [True, False])
 def test_jit_and_eager(x64, jit):
-  h = mtl_checks.gradients("random", 4)
-  c = mtl_checks.coefficients(IMTL_G if jit else weightings.imtl_g(), h)
-  assert mtl_checks.update_error(h, c, imtl_g_reference(h)) <= 1e-12
+  mtl_checks.assert_matches_reference(IMTL_G if jit else weightings.imtl_g(), imtl_g_reference,
+                                      1e-12)
 
 
 def test_equal_projections_on_random_grams(x64):

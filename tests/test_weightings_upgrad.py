@@ -34,9 +34,8 @@ def test_matches_float64_reference(x64):
 
 @pytest.mark.parametrize("jit", [True, False])
 def test_jit_and_eager(x64, jit):
-  h = mtl_checks.gradients("random", 4)
-  c = mtl_checks.coefficients(UPGRAD if jit else weightings.upgrad(), h)
-  assert mtl_checks.update_error(h, c, upgrad_reference(h)) <= 1e-12
+  mtl_checks.assert_matches_reference(UPGRAD if jit else weightings.upgrad(), upgrad_reference,
+                                      1e-12)
 
 
 def test_non_conflicting_on_random_grams(x64):

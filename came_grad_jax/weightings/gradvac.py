@@ -53,8 +53,7 @@ def vaccinate(gram: Array, targets: Array, orders: Array,
   k = gram.shape[0]
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
 
-  def step(i, carry, j):
-    del i
+  def step(carry, j):
     a, row = carry
     g_norm = _norm_of(gram, a)
     defined = (g_norm > 0) & (norms[j] > 0)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax.weightings.upgrad import correlation
 
 Array = jax.Array
 
@@ -47,12 +48,10 @@ def imtl_g() -> Weighting:
   def weighting(gram: Array) -> Array:
     gram = check_gram(gram)
     k = gram.shape[0]
-    norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+    cosine, norms = correlation(gram)
     present = norms > 0
     safe = jnp.where(present, norms, 1.0)
-    # Absent tasks: the row beta_k = 0, out of the equal-projection equations.
-    cosine = jnp.where(jnp.outer(present, present), gram / jnp.outer(safe, safe),
-                       jnp.diag(jnp.where(present, 0.0, 1.0)))
+    # Absent tasks keep their unit row with a 0 in the t column: beta_k = 0.
     w = jnp.where(present, 1.0 / safe, 0.0)
     w_max = jnp.max(w)
     w_scale = jnp.where(w_max > 0, w_max, 1.0)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import solvers
 from came_grad_jax.weightings.base import Weighting, check_gram
-from came_grad_jax.weightings.upgrad import nonnegative_qp
+from came_grad_jax.weightings.upgrad import correlation, nonnegative_qp
 
 Array = jax.Array
 
@@ -64,7 +64,7 @@ def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
   return solvers._best_of(value_and_grad, alpha, faces, 4 * gap_tol)
 
 
-def _min_norm_by_duality(gram: Array, norms: Array) -> tuple[Array, Array]:
+def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
   """``alpha*`` from the least-distance problem ``min ||x||^2 s.t. <h_k, x> >= 1``.
 
   Its dual is ``lambda* = argmin_{lambda >= 0} 1/2 lambda^T M lambda - 1^T lambda``
@@ -76,7 +76,6 @@ def _min_norm_by_duality(gram: Array, norms: Array) -> tuple[Array, Array]:
   unbounded when 0 is in the hull; the flag says whether the solve certified
   optimality.
   """
-  cosine = gram / jnp.outer(norms, norms)
   z, optimal = nonnegative_qp(cosine, -1.0 / norms)
   lam = z / norms
   total = jnp.sum(lam)
@@ -108,10 +107,9 @@ def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
     return jnp.ones((1,), gram.dtype)
   if k == 2:
     return _two_task_min_norm(gram)
-  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  cosine, norms = correlation(gram)
   absent = norms == 0
-  safe = jnp.where(absent, 1.0, norms)
-  alpha, optimal = _min_norm_by_duality(gram, safe)
+  alpha, optimal = _min_norm_by_duality(cosine, jnp.where(absent, 1.0, norms))
   alpha = jax.lax.cond(optimal & ~jnp.any(absent), lambda: alpha,
                        lambda: _min_norm_iterative(gram, max_iter))
   return jnp.where(jnp.any(absent), jax.nn.one_hot(jnp.argmax(absent), k, dtype=gram.dtype),

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import solvers
 from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax.weightings.upgrad import correlation
 
 Array = jax.Array
 
@@ -107,13 +108,8 @@ def nash_mtl() -> Weighting:
 
   def weighting(gram: Array) -> Array:
     gram = check_gram(gram)
-    norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
-    present = norms > 0
-    safe = jnp.where(present, norms, 1.0)
-    # Absent tasks get a decoupled unit row, so that their beta is 1 and harmless.
-    cosine = jnp.where(jnp.outer(present, present), gram / jnp.outer(safe, safe),
-                       jnp.eye(gram.shape[0], dtype=gram.dtype))
+    cosine, norms = correlation(gram)  # absent tasks: a decoupled unit row, beta_k = 1
     beta = bargaining_solution(cosine)
-    return jnp.where(present, beta / safe, 0.0)
+    return jnp.where(norms > 0, beta / jnp.where(norms > 0, norms, 1.0), 0.0)
 
   return weighting

@@ -30,8 +30,8 @@ def random_orders(key: Array, num_tasks: int) -> Array:
   return jax.vmap(lambda k: jax.random.permutation(k, num_tasks))(keys).astype(jnp.int32)
 
 
-def visit_others(step: Callable[[Array, Any, Array], Any], carry: Any, orders: Array) -> Any:
-  """For every task i, fold ``carry_i = step(i, carry_i, j)`` over ``j`` in ``orders[i]``, j != i.
+def visit_others(step: Callable[[Any, Array], Any], carry: Any, orders: Array) -> Any:
+  """For every task i, fold ``carry_i = step(carry_i, j)`` over ``j`` in ``orders[i]``, j != i.
 
   The tasks are independent (``jax.vmap``); the visits of one task are
   sequential (``jax.lax.scan``). ``carry`` has a leading task axis on every leaf.
@@ -39,7 +39,7 @@ def visit_others(step: Callable[[Array, Any, Array], Any], carry: Any, orders: A
 
   def one_task(i, carry_i, order):
     def visit(c, j):
-      new = step(i, c, j)
+      new = step(c, j)
       return jax.tree.map(lambda old, upd: jnp.where(j == i, old, upd), c, new), None
 
     return jax.lax.scan(visit, carry_i, order)[0]
@@ -66,8 +66,7 @@ def project_conflicting(gram: Array, orders: Array) -> Array:
   k = gram.shape[0]
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
 
-  def step(i, a, j):
-    del i
+  def step(a, j):
     inner = a @ gram[:, j]  # <g_i, h_j>
     noise = solvers.is_negligible(jnp.abs(inner),
                                   jnp.sqrt(solvers.term_scale_sq(gram, a)) * norms[j], k)

@@ -25,6 +25,28 @@ from came_grad_jax.weightings.base import Weighting, check_gram
 Array = jax.Array
 
 
+def correlation(gram: Array) -> tuple[Array, Array]:
+  """``(C, n)``: the task norms ``n_k = ||h_k||`` and ``C = D^-1 M D^-1`` (``D = diag n``).
+
+  ``C`` has a unit diagonal; a zero gradient gets a decoupled unit row and
+  column, so that ``C`` stays well conditioned whatever the tasks' scales.
+  Weightings whose problem is invariant under a positive diagonal rescaling
+  solve it on ``C`` and map back with ``n``.
+
+  Example:
+    >>> c, n = correlation(jnp.array([[4.0, -2.0], [-2.0, 0.0]]))
+    >>> c, n
+    (Array([[1., 0.],
+           [0., 1.]], dtype=float32), Array([2., 0.], dtype=float32))
+  """
+  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  present = norms > 0
+  safe = jnp.where(present, norms, 1.0)
+  cosine = jnp.where(jnp.outer(present, present), gram / jnp.outer(safe, safe),
+                     jnp.eye(gram.shape[0], dtype=gram.dtype))
+  return cosine, norms
+
+
 def _solve_on(a: Array, rhs: Array, passive: Array) -> Array:
   """``x`` with ``a_PP x_P = rhs_P`` on the passive set P and ``x = 0`` elsewhere."""
   both = passive[:, None] & passive[None, :]
@@ -144,12 +166,10 @@ def dual_cone_weights(gram: Array, u: Array) -> Array:
     >>> [round(float(x), 4) for x in w]
     [1.0, 0.5]
   """
-  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  cosine, norms = correlation(gram)
   safe = jnp.where(norms > 0, norms, 1.0)
-  cosine = gram / jnp.outer(safe, safe)
-  scaled_u = u * safe
-  lam, _ = nonnegative_qp(cosine, cosine @ scaled_u)
-  return u + lam / safe
+  lam, _ = nonnegative_qp(cosine, cosine @ (u * safe))
+  return jnp.where(norms > 0, u + lam / safe, u)
 
 
 def upgrad() -> Weighting:
