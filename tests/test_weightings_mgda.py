@@ -33,9 +33,12 @@ def min_norm_reference(h: np.ndarray) -> np.ndarray:
       bordered = np.block([[u @ u.T, d[:, None]], [d[None, :], np.zeros((1, 1))]])
       rhs = np.zeros(size + 1)
       rhs[-1] = 1.0
+      beta = np.linalg.lstsq(bordered, rhs, rcond=None)[0][:size]
+      if np.any(beta < -1e-12 * np.abs(beta).sum()):  # alpha_k ||h_k|| < 0: infeasible
+        continue
       alpha = np.zeros(k)
-      alpha[s] = np.linalg.lstsq(bordered, rhs, rcond=None)[0][:size] / norms[s]
-      if np.any(alpha < -1e-12) or abs(alpha.sum() - 1) > 1e-9:
+      alpha[s] = np.maximum(beta, 0.0) / norms[s]
+      if abs(alpha.sum() - 1) > 1e-9:
         continue
       x = alpha @ h
       optimal = np.all(h @ x >= x @ x - 1e-9 * (np.abs(alpha) @ norms) * norms)
