@@ -100,14 +100,15 @@ def test_every_factory_is_in_the_table():
                     "came_s1", "came_s1_s2", "came_s1_s3"}
 
 
-def test_update_is_the_weighting_on_a_pytree(x64):
+@pytest.mark.parametrize("jit", [True, False])
+def test_update_is_the_weighting_on_a_pytree(x64, jit):
   """``update = sum_k c_k w_k g_k`` leaf by leaf, c the weighting's for ``h_k = w_k g_k``."""
   rng = np.random.default_rng(1)
   grads = {"w": jnp.asarray(rng.normal(size=(3, 4, 2))), "b": jnp.asarray(rng.normal(size=(3, 5)))}
   flat = np.concatenate([np.asarray(x).reshape(3, -1) for x in grads.values()], axis=1)
   h = flat * TASK_WEIGHTS[:, None]
   tx = cg.aligned_mtl("min", TASK_WEIGHTS)
-  out, state = jax.jit(tx.update)(grads, tx.init(grads))
+  out, state = (jax.jit(tx.update) if jit else tx.update)(grads, tx.init(grads))
   c = np.asarray(cg.weightings.aligned_mtl("min")(jnp.asarray(h @ h.T)))
   np.testing.assert_allclose(state.diagnostics.coefficients, c, rtol=1e-12)
   for name, leaf in grads.items():
