@@ -59,6 +59,18 @@ def term_scale_sq(gram: Array, coeffs: Array) -> Array:
   return jnp.sum(jnp.abs(coeffs) * norms) ** 2
 
 
+def norm_of(gram: Array, coeffs: Array) -> Array:
+  """``||sum_k c_k h_k||`` read off ``M``; exactly 0 where it is rounding noise.
+
+  Example:
+    >>> norm_of(jnp.eye(2), jnp.array([3.0, 4.0]))
+    Array(5., dtype=float32)
+  """
+  sq = coeffs @ gram @ coeffs
+  zero = is_negligible(sq, term_scale_sq(gram, coeffs), gram.shape[0])
+  return jnp.where(zero, 0.0, jnp.sqrt(jnp.maximum(sq, 0.0)))
+
+
 def project_simplex(v: Array) -> Array:
   """Euclidean projection of ``v`` (K,) onto the probability simplex.
 
@@ -223,26 +235,28 @@ def _two_task_dual(gram: Array, b: Array, radius: Array) -> Array:
   return alphas[jnp.argmin(values)]
 
 
-def _face_candidates(gram: Array, b: Array, radius: Array, alpha: Array,
-                     threshold: Array) -> Array:
-  """Exact minimisers of the dual on the face of the simplex that ``alpha`` lies on.
+def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Array:
+  """Exact minimisers of ``<b, alpha> + r ||h_alpha||`` on one face of the simplex.
 
-  With S the support of ``alpha`` (entries above ``threshold`` times its
-  largest; the iterate may carry tiny spurious entries, or need them), and in
-  the variables ``beta_k = ||h_k|| alpha_k`` (so that the system matrix is the
-  correlation matrix ``C``, well conditioned even for badly scaled tasks;
-  ``d_k = 1 / ||h_k||``, ``b'_k = b_k / ||h_k||``, constraint ``d^T beta = 1``),
-  two closed forms, each a (K,) candidate (non-finite where it does not exist):
+  ``support`` (K,) marks the face ``{alpha : alpha_k = 0 off the support}``.
+  Solved in the variables ``beta_k = ||h_k|| alpha_k``, so that the system
+  matrix is the correlation matrix ``C``, well conditioned even for badly scaled
+  tasks (``d_k = 1 / ||h_k||``, ``b'_k = b_k / ||h_k||``, ``d^T beta = 1``).
+  Two closed forms, each a (K,) candidate, non-finite where it does not exist:
 
   * smooth: stationarity ``b' + r C beta / ||h_alpha|| = nu d`` gives
     ``beta = C^-1 (nu d - b') / sqrt(D)``, ``nu = (B + sqrt(D)) / A`` with
     ``A = d^T C^-1 d``, ``B = d^T C^-1 b'``, ``E = b'^T C^-1 b'`` and
     ``D = B^2 - A (E - r^2)``;
-  * kink: the point of the face where ``h_alpha`` is smallest (the min-norm
-    point of the affine hull of ``h_S``), the optimum when the problem is
-    Pareto-stationary and the objective is not differentiable there.
+  * kink: the point of the face where ``h_alpha`` is smallest (``beta`` along
+    ``(C + eps I)^-1 d``, the null vector of ``C_S`` when there is one), the
+    optimum when the problem is Pareto-stationary and the objective is not
+    differentiable there. With ``b = 0, r = 0`` it is the min-norm point (MGDA).
+
+  Returns:
+    ``(2, K)``: the smooth and the kink candidate.
   """
-  support = (alpha > threshold * jnp.max(alpha)).astype(gram.dtype)
+  support = support.astype(gram.dtype)
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   safe = jnp.where(norms > 0, norms, 1.0)
   corr = gram / jnp.outer(safe, safe)
@@ -254,15 +268,46 @@ def _face_candidates(gram: Array, b: Array, radius: Array, alpha: Array,
   disc = b_**2 - a_ * (e_ - radius**2)
   root = jnp.sqrt(jnp.where(disc > 0, disc, jnp.nan))
   smooth = ((b_ + root) / a_ * cinv_d - cinv_b) / root * d
-  # min beta^T C beta s.t. d^T beta = 1: beta ~ (C + eps I)^-1 d, which tends to
-  # the null vector of C_S (h_alpha = 0) when there is one.
   eps = jnp.finfo(gram.dtype).eps
   reg = jnp.linalg.solve(corr + 4 * eps * jnp.eye(gram.shape[0], dtype=gram.dtype), d)
   kink = reg * d / jnp.sum(reg * d)
   return jnp.stack([smooth, kink])
 
 
-def _best_of(value_and_grad, alpha: Array, candidates: Array, tol: Array) -> Array:
+def _refine_support(value_and_grad, gram: Array, b: Array, radius: Array,
+                    support: Array) -> Array:
+  """Primal active-set steps on the support, from the closed-form face solution.
+
+  At most 2K steps: while the smooth face solution has a negative entry, drop
+  the most negative index; else, while an index off the support violates the
+  KKT condition ``g_k >= nu`` (``nu = <alpha, g>``), add the worst one.
+  """
+  k = gram.shape[0]
+  slack = jnp.sqrt(jnp.finfo(gram.dtype).eps)
+
+  def step(_, carry):
+    support, done = carry
+    alpha = face_candidates(gram, b, radius, support)[0]
+    ok = jnp.all(jnp.isfinite(alpha))
+    alpha = jnp.where(ok, alpha, 0.0)
+    neg = jnp.where(support, alpha, jnp.inf)
+    worst_neg = jnp.argmin(neg)
+    has_neg = (neg[worst_neg] < -slack * jnp.max(jnp.abs(alpha))) & (jnp.sum(support) > 1)
+    _, grad = value_and_grad(alpha)
+    nu = jnp.dot(alpha, grad)
+    violation = jnp.where(support, -jnp.inf, (nu - grad) / (jnp.abs(nu) + jnp.abs(grad) + 1e-30))
+    worst_out = jnp.argmax(violation)
+    has_out = violation[worst_out] > slack
+    new = jnp.where(has_neg, support.at[worst_neg].set(False),
+                    jnp.where(has_out, support.at[worst_out].set(True), support))
+    stop = done | ~ok | ~(has_neg | has_out)
+    return jnp.where(stop, support, new), stop
+
+  support, _ = jax.lax.fori_loop(0, 2 * k, step, (support, jnp.array(False)))
+  return support
+
+
+def select_best(value_and_grad, alpha: Array, candidates: Array, tol: Array) -> Array:
   """Pick the final point among the iterate and the closed-form candidates.
 
   Candidates outside the simplex (beyond rounding) or non-finite are dropped.
@@ -297,9 +342,10 @@ def conflict_averse_dual(gram: Array, radius_scale: Array | float,
   off the Gram matrix ``M``. The minimiser is invariant to a positive rescaling
   of ``M``, so the problem is solved on ``M / trace(M)``. K = 2 in closed form;
   K > 2 iteratively to a Frank-Wolfe gap of ``sqrt(eps)`` of the objective
-  (or ``max_iter``), enough to find the optimal face, then polished by the closed-form minimisers on the face the
-  iterate lies on (:func:`_face_candidates`), which are exact where the solution
-  is smooth and where it sits on the kink ``h_alpha = 0``.
+  (or ``max_iter``), enough to find the optimal face, then polished by the
+  closed-form minimisers on that face (:func:`face_candidates`, exact where the
+  solution is smooth and where it sits on the kink ``h_alpha = 0``), the face
+  corrected by active-set steps (:func:`_refine_support`).
 
   Args:
     gram: the Gram matrix ``M_ij = <h_i, h_j>``, (K, K), float32 or wider.
@@ -333,6 +379,8 @@ def conflict_averse_dual(gram: Array, radius_scale: Array | float,
   alpha = minimize_on_simplex(value_and_grad, ones / k, lipschitz0=1.0 + radius,
                               gap_tol=eps * scale, gap_rtol=jnp.sqrt(eps),
                               max_iter=max_iter)
-  thresholds = jnp.array([0.0, 1e-6], gram.dtype)
-  candidates = jax.vmap(lambda t: _face_candidates(gram, b, radius, alpha, t))(thresholds)
-  return _best_of(value_and_grad, alpha, candidates.reshape(-1, k), 64 * eps * scale)
+  supports = jnp.stack([alpha > 0, alpha > 1e-6 * jnp.max(alpha)])
+  supports = jnp.concatenate(
+      [supports, _refine_support(value_and_grad, gram, b, radius, supports[0])[None]])
+  candidates = jax.vmap(lambda s: face_candidates(gram, b, radius, s))(supports)
+  return select_best(value_and_grad, alpha, candidates.reshape(-1, k), 64 * eps * scale)

@@ -57,3 +57,14 @@ def test_no_host_callbacks_in_the_compiled_solver(k):
   jaxpr = jax.make_jaxpr(solvers.conflict_averse_dual)(jnp.eye(k), 0.5)
   text = str(jaxpr)
   assert "callback" not in text and "pure_callback" not in text
+
+
+@pytest.mark.parametrize("k", [4, 6, 7])
+def test_dual_objective_is_optimal_on_every_case(x64, case, k):
+  """As good as the exhaustive float64 reference, including K outside {2, 3, 5, 8}."""
+  h = reference.task_gradients(case, k)
+  m = h @ h.T
+  r = 0.5 * np.sqrt(max(m.sum(), 0.0)) / k
+  alpha = np.asarray(solvers.conflict_averse_dual(jnp.asarray(m), 0.5))
+  best = reference.dual_objective(reference.solve_dual(m, 0.5), m, r)
+  assert reference.dual_objective(alpha, m, r) <= best + 1e-12 * max(abs(best), 1e-300)

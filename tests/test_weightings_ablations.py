@@ -36,14 +36,7 @@ def ablation_references(h: np.ndarray) -> tuple:
   return u_rect, u_en, (1 - NU) * u_rect + NU * g_joint
 
 
-#: The core's S1 solver (came_grad_jax.solvers.conflict_averse_dual, since ad4c504)
-#: stops on a wrong face for this case: dual objective 2.14665 vs the optimum 1.88715.
-S1_SOLVER_MISSES = pytest.mark.xfail(strict=True, reason="S1 solver: wrong face, K=4 badly scaled")
-
-
-@pytest.mark.parametrize("k, case", [
-    pytest.param(k, case, marks=[S1_SOLVER_MISSES] if (k, case) == (4, "badly_scaled") else [])
-    for k in (2, 4) for case in mtl_checks.CASES[:-1]])
+@pytest.mark.parametrize("k, case", [(k, case) for k in (2, 4) for case in mtl_checks.CASES[:-1]])
 def test_matches_float64_reference(x64, k, case):
   h = mtl_checks.gradients(case, k)
   got = [np.asarray(c) @ h for c in ablations(jnp.asarray(h @ h.T))]

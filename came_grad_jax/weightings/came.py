@@ -26,17 +26,10 @@ from came_grad_jax.weightings.base import Weighting, check_gram
 Array = jax.Array
 
 
-def _norm_of(gram: Array, coeffs: Array) -> Array:
-  """``||sum_k c_k h_k||`` read off ``M``; exactly 0 where it is rounding noise."""
-  sq = coeffs @ gram @ coeffs
-  zero = solvers.is_negligible(sq, solvers.term_scale_sq(gram, coeffs), gram.shape[0])
-  return jnp.where(zero, 0.0, jnp.sqrt(jnp.maximum(sq, 0.0)))
-
-
 def joint_norm(gram: Array) -> Array:
   """``||g_joint|| = sqrt(1^T M 1)``, 0 where the tasks cancel to rounding noise."""
   gram = check_gram(gram)
-  return _norm_of(gram, jnp.ones(gram.shape[0], gram.dtype))
+  return solvers.norm_of(gram, jnp.ones(gram.shape[0], gram.dtype))
 
 
 def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
@@ -65,7 +58,7 @@ def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
   k = gram.shape[0]
   alpha = solvers.conflict_averse_dual(gram, rho)
   mu_norm = joint_norm(gram) / k
-  h_alpha_norm = _norm_of(gram, alpha)
+  h_alpha_norm = solvers.norm_of(gram, alpha)
   lam = jnp.where(h_alpha_norm > 0, rho * mu_norm / jnp.where(h_alpha_norm > 0, h_alpha_norm, 1.0), 0.0)
   return jnp.full((k,), 1.0 / k, gram.dtype) + lam * alpha
 
@@ -94,7 +87,7 @@ def inject_energy(gram: Array, coeffs: Array,
   hyperparams.check_scalar("kappa", kappa, lower=0.0, lower_open=True)
   gram = check_gram(gram)
   coeffs = jnp.asarray(coeffs, gram.dtype)
-  u_norm = _norm_of(gram, coeffs)
+  u_norm = solvers.norm_of(gram, coeffs)
   s = jnp.where(u_norm > 0, kappa * joint_norm(gram) / jnp.where(u_norm > 0, u_norm, 1.0), 0.0)
   return s * coeffs
 

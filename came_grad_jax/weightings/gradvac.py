@@ -21,9 +21,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import hyperparams
+from came_grad_jax import hyperparams, solvers
 from came_grad_jax.weightings.base import StatefulWeighting, check_gram
-from came_grad_jax.weightings.came import _norm_of
 from came_grad_jax.weightings.pcgrad import random_orders, visit_others
 
 Array = jax.Array
@@ -55,7 +54,7 @@ def vaccinate(gram: Array, targets: Array, orders: Array,
 
   def step(carry, j):
     a, row = carry
-    g_norm = _norm_of(gram, a)
+    g_norm = solvers.norm_of(gram, a)
     defined = (g_norm > 0) & (norms[j] > 0)
     phi = jnp.clip((a @ gram[:, j]) / jnp.where(defined, g_norm * norms[j], 1.0), -1.0, 1.0)
     target = row[j]

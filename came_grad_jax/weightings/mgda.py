@@ -59,9 +59,9 @@ def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
       value_and_grad, jnp.full((k,), 1.0 / k, gram.dtype), lipschitz0=2.0,
       gap_tol=gap_tol, max_iter=max_iter)
   zeros = jnp.zeros((k,), gram.dtype)
-  faces = jax.vmap(lambda t: solvers._face_candidates(gram, zeros, 0.0, alpha, t)[1])(
-      jnp.array([0.0, 1e-9, 1e-6], gram.dtype))
-  return solvers._best_of(value_and_grad, alpha, faces, 4 * gap_tol)
+  supports = jnp.stack([alpha > t * jnp.max(alpha) for t in (0.0, 1e-9, 1e-6)])
+  faces = jax.vmap(lambda s: solvers.face_candidates(gram, zeros, 0.0, s)[1])(supports)
+  return solvers.select_best(value_and_grad, alpha, faces, 4 * gap_tol)
 
 
 def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
