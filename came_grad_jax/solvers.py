@@ -59,6 +59,28 @@ def term_scale_sq(gram: Array, coeffs: Array) -> Array:
   return jnp.sum(jnp.abs(coeffs) * norms) ** 2
 
 
+def correlation(gram: Array) -> tuple[Array, Array]:
+  """``(C, n)``: the task norms ``n_k = ||h_k||`` and ``C = D^-1 M D^-1`` (``D = diag n``).
+
+  ``C`` has a unit diagonal; a zero gradient gets a decoupled unit row and
+  column, so that ``C`` stays well conditioned whatever the tasks' scales.
+  Weightings whose problem is invariant under a positive diagonal rescaling
+  solve it on ``C`` and map back with ``n``.
+
+  Example:
+    >>> c, n = correlation(jnp.array([[4.0, -2.0], [-2.0, 0.0]]))
+    >>> c, n
+    (Array([[1., 0.],
+           [0., 1.]], dtype=float32), Array([2., 0.], dtype=float32))
+  """
+  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  present = norms > 0
+  safe = jnp.where(present, norms, 1.0)
+  cosine = jnp.where(jnp.outer(present, present), gram / jnp.outer(safe, safe),
+                     jnp.eye(gram.shape[0], dtype=gram.dtype))
+  return cosine, norms
+
+
 def norm_of(gram: Array, coeffs: Array) -> Array:
   """``||sum_k c_k h_k||`` read off ``M``; exactly 0 where it is rounding noise.
 
@@ -257,11 +279,9 @@ def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Arr
     ``(2, K)``: the smooth and the kink candidate.
   """
   support = support.astype(gram.dtype)
-  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
-  safe = jnp.where(norms > 0, norms, 1.0)
-  corr = gram / jnp.outer(safe, safe)
-  corr = corr * jnp.outer(support, support) + jnp.diag(1.0 - support * (norms > 0))
-  d = support / safe
+  corr, norms = correlation(gram)
+  corr = corr * jnp.outer(support, support) + jnp.diag(1.0 - support)
+  d = support / jnp.where(norms > 0, norms, 1.0)
   b_s = b * d
   cinv_d, cinv_b = jnp.linalg.solve(corr, jnp.stack([d, b_s], axis=1)).T
   a_, b_, e_ = d @ cinv_d, d @ cinv_b, b_s @ cinv_b

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax import solvers
+from came_grad_jax.active_set import nonnegative_qp
+from came_grad_jax.solvers import correlation
 from came_grad_jax.weightings.base import Weighting, check_gram
-from came_grad_jax.weightings.upgrad import correlation, nonnegative_qp
 
 Array = jax.Array
 
@@ -70,7 +71,7 @@ def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
   Its dual is ``lambda* = argmin_{lambda >= 0} 1/2 lambda^T M lambda - 1^T lambda``
   and ``x* = sum_k lambda*_k h_k = d* / ||d*||^2``, so ``alpha* = lambda* /
   sum_k lambda*_k`` (Lawson & Hanson 1974, ch. 23). Solved exactly by
-  :func:`~came_grad_jax.weightings.upgrad.nonnegative_qp` in the variables
+  :func:`~came_grad_jax.active_set.nonnegative_qp` in the variables
   ``z_k = ||h_k|| lambda_k`` (cosine matrix, linear term ``-1 / ||h_k||``), so a
   task 1e-6 the size of another keeps its relative accuracy. The problem is
   unbounded when 0 is in the hull; the flag says whether the solve certified

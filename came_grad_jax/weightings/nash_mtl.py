@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax import solvers
+from came_grad_jax.solvers import correlation
 from came_grad_jax.weightings.base import Weighting, check_gram
-from came_grad_jax.weightings.upgrad import correlation
 
 Array = jax.Array
 
