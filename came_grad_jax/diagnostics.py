@@ -39,6 +39,20 @@ def _safe_div(num: Array, den: Array, default: float) -> Array:
   return jnp.where(ok, num / jnp.where(ok, den, 1.0), default)
 
 
+def _angle_deg(gram: Array, a: Array, a_norm: Array, b: Array, b_norm: Array) -> Array:
+  """Angle in degrees between ``sum_k a_k h_k`` and ``sum_k b_k h_k`` (0 if either is 0).
+
+  ``2 atan2(||a^ - b^||, ||a^ + b^||)`` on the unit vectors, each norm read off
+  ``M`` from the coefficient difference, accurate at small angles where
+  ``arccos`` of the cosine is not.
+  """
+  both = (a_norm > 0) & (b_norm > 0)
+  diff = a / jnp.where(both, a_norm, 1.0) - b / jnp.where(both, b_norm, 1.0)
+  summ = a / jnp.where(both, a_norm, 1.0) + b / jnp.where(both, b_norm, 1.0)
+  sq = lambda c: jnp.sqrt(jnp.maximum(c @ gram @ c, 0.0))
+  return jnp.where(both, jnp.degrees(2.0 * jnp.arctan2(sq(diff), sq(summ))), 0.0)
+
+
 def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   """Diagnostics of the update ``sum_k c_k h_k`` from ``M`` (K, K) and ``c`` (K,).
 
@@ -54,12 +68,11 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   cosine = _safe_div(gram, jnp.outer(norms, norms), 0.0)
   joint_norm = jnp.sqrt(jnp.maximum(ones @ gram @ ones, 0.0))
   final_norm = jnp.sqrt(jnp.maximum(coeffs @ gram @ coeffs, 0.0))
-  cos_drift = _safe_div(coeffs @ gram @ ones, joint_norm * final_norm, 1.0)
   inner = gram @ coeffs
   return Diagnostics(
       cosine=cosine,
       task_norms=norms,
-      drift_deg=jnp.degrees(jnp.arccos(jnp.clip(cos_drift, -1.0, 1.0))),
+      drift_deg=_angle_deg(gram, coeffs, final_norm, ones, joint_norm),
       diffusion_decay=_safe_div(joint_norm, jnp.sum(norms), 1.0),
       energy_gain=_safe_div(final_norm, joint_norm, 0.0),
       coefficients=coeffs,

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 from came_grad_jax import hyperparams
 from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
 from came_grad_jax.gram import gram
+from came_grad_jax.task_grads import losses_vjp, value_and_task_grads
 from came_grad_jax.weightings import Weighting, came
 
 Array = jax.Array
@@ -63,16 +64,6 @@ class LeanInfo(NamedTuple):
   """(K,) ``c``; the update is ``grad sum_k c_k w_k L_k``."""
   diagnostics: Diagnostics
   """The step's diagnostics, from ``gram`` and ``coefficients``."""
-
-
-def _check_losses(losses: Any, has_aux: bool) -> None:
-  if not isinstance(losses, jax.Array) or losses.ndim != 1:
-    raise ValueError(
-        "the loss function must return a vector of K losses (shape (K,)), got "
-        f"{getattr(losses, 'shape', type(losses).__name__)}"
-        + ("; with has_aux=True return (losses, aux)" if has_aux else ""))
-  if not jnp.issubdtype(losses.dtype, jnp.floating):
-    raise TypeError(f"the loss function must return floating point losses, got {losses.dtype}")
 
 
 def _task_weights(task_weights, k: int, dtype) -> Array:
@@ -99,23 +90,6 @@ def _chunk_leaves(sizes: list[int], num_chunks: int) -> list[list[int]]:
     groups[-1].append(index)
     filled += size
   return groups
-
-
-def _separate_task_grads(fn: Callable[[Any], Any], x: Any, k: int, has_aux: bool) -> Any:
-  """``d fn(x)[i] / dx`` for i < K, stacked on a leading axis: K separate ``jax.grad``.
-
-  Not a ``vmap`` over one-hot cotangents: a separate gradient of each loss
-  runs its backward pass only through the part of the graph that loss depends
-  on (a classification head's loss skips the report decoder), where a vmapped
-  one-hot cotangent carries explicit zeros through everything. Under ``jit``
-  XLA merges the K identical forward passes with the caller's.
-  """
-  def loss(v, i):
-    out = fn(v)
-    return (out[0] if has_aux else out)[i]
-
-  grads = [jax.grad(lambda v, i=i: loss(v, i))(x) for i in range(k)]
-  return jax.tree.map(lambda *g: jnp.stack(g), *grads)
 
 
 def lean_value_and_grad(
@@ -160,12 +134,7 @@ def lean_value_and_grad(
                     f"{type(weighting).__name__}")
 
   def wrapped(params, *args):
-    closed = lambda p: fun(p, *args)
-    if has_aux:
-      losses, vjp_fn, aux = jax.vjp(closed, params, has_aux=True)
-    else:
-      losses, vjp_fn = jax.vjp(closed, params)
-    _check_losses(losses, has_aux)
+    losses, vjp_fn, aux = losses_vjp(lambda p: fun(p, *args), params, has_aux)
     k = losses.shape[0]
     leaves = jax.tree_util.tree_leaves(params)
     groups = _chunk_leaves([jnp.size(x) for x in leaves], num_chunks)
@@ -237,17 +206,16 @@ def representation_value_and_grad(
   def wrapped(params, *args):
     z, encode_vjp = jax.vjp(lambda p: encode(p, *args), params)
     head_fn = lambda p, rep: heads(p, rep, *args)
-    if has_aux:
-      losses, heads_vjp, aux = jax.vjp(head_fn, params, z, has_aux=True)
-    else:
-      losses, heads_vjp = jax.vjp(head_fn, params, z)
-    _check_losses(losses, has_aux)
+    losses, heads_vjp, aux = losses_vjp(lambda pz: head_fn(*pz), (params, z), has_aux)
     k = losses.shape[0]
-    m = gram(_separate_task_grads(lambda rep: head_fn(params, rep), z, k, has_aux))
+    # Separate (not vmapped) backward passes: each only through its own head.
+    _, rep_grads = value_and_task_grads(lambda rep: head_fn(params, rep), has_aux=has_aux,
+                                        vectorize=False)(z)
+    m = gram(rep_grads)
     weights = _task_weights(task_weights, k, m.dtype)
     m = m * jnp.outer(weights, weights)
     coeffs, cotangent = _coefficients(weighting, m, weights, losses)
-    head_grads, z_cotangent = heads_vjp(cotangent)
+    ((head_grads, z_cotangent),) = heads_vjp(cotangent)
     (encode_grads,) = encode_vjp(z_cotangent)
     grads = jax.tree.map(jnp.add, head_grads, encode_grads)
     info = LeanInfo(m, coeffs, compute_diagnostics(m, coeffs))

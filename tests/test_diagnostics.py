@@ -31,3 +31,16 @@ def test_zero_and_opposed_are_finite(gram):
     assert np.all(np.isfinite(leaf))
   if gram.shape[0] == 2:
     assert float(d.diffusion_decay) == pytest.approx(0.0, abs=1e-6)  # full cancellation
+
+
+def test_drift_is_exactly_zero_for_linear_scalarization_and_accurate_when_small(x64):
+  rng = np.random.default_rng(1)
+  h = rng.normal(size=(3, 50))
+  gram = jnp.asarray(h @ h.T, jnp.float32)
+  assert float(compute_diagnostics(gram, jnp.ones(3)).drift_deg) == 0.0
+  c = np.array([1.0, 1.0, 1.0 + 1e-4])
+  g_final, g_joint = c @ h, h.sum(0)
+  u, v = g_final / np.linalg.norm(g_final), g_joint / np.linalg.norm(g_joint)
+  want = np.degrees(2 * np.arctan2(np.linalg.norm(u - v), np.linalg.norm(u + v)))
+  got = float(compute_diagnostics(jnp.asarray(h @ h.T), jnp.asarray(c)).drift_deg)
+  np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -20,10 +20,11 @@ def problem():
   return params, jnp.asarray(rng.normal(size=(5, 3)))
 
 
+@pytest.mark.parametrize("vectorize", [True, False])
 @pytest.mark.parametrize("jit", [False, True])
-def test_matches_per_task_grad(x64, problem, jit):
+def test_matches_per_task_grad(x64, problem, jit, vectorize):
   params, x = jax.tree.map(lambda a: a.astype(jnp.float64), problem)
-  fn = value_and_task_grads(losses_fn)
+  fn = value_and_task_grads(losses_fn, vectorize=vectorize)
   fn = jax.jit(fn) if jit else fn
   losses, grads = fn(params, x)
   np.testing.assert_allclose(losses, losses_fn(params, x), rtol=1e-14)
@@ -34,9 +35,11 @@ def test_matches_per_task_grad(x64, problem, jit):
   np.testing.assert_allclose(grads["w"][2], 2 * params["w"], rtol=1e-14)  # analytic
 
 
-def test_has_aux(problem):
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_has_aux(problem, vectorize):
   params, x = problem
-  fn = value_and_task_grads(lambda p, x: (losses_fn(p, x), {"n": x.shape[0]}), has_aux=True)
+  fn = value_and_task_grads(lambda p, x: (losses_fn(p, x), {"n": x.shape[0]}), has_aux=True,
+                            vectorize=vectorize)
   (losses, aux), grads = fn(params, x)
   assert losses.shape == (3,) and aux == {"n": 5}
   assert grads["w"].shape == (3, 3, 2)
@@ -55,9 +58,13 @@ def test_single_forward_pass(problem):
   assert len(calls) == 1
 
 
-def test_rejects_non_vector_losses(problem):
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_rejects_non_vector_losses(problem, vectorize):
   params, x = problem
   with pytest.raises(ValueError, match="vector of K losses"):
-    value_and_task_grads(lambda p, x: jnp.sum(losses_fn(p, x)))(params, x)
+    value_and_task_grads(lambda p, x: jnp.sum(losses_fn(p, x)), vectorize=vectorize)(params, x)
   with pytest.raises(ValueError, match="has_aux=True"):
-    value_and_task_grads(lambda p, x: (losses_fn(p, x)[None], None), has_aux=True)(params, x)
+    value_and_task_grads(lambda p, x: (losses_fn(p, x)[None], None), has_aux=True,
+                         vectorize=vectorize)(params, x)
+  with pytest.raises(TypeError, match="floating point losses"):
+    value_and_task_grads(lambda p, x: jnp.arange(3), vectorize=vectorize)(params, x)

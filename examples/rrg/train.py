@@ -186,8 +186,9 @@ def make_train_step(tasks: Sequence[str] = TASKS, *, temperature: float = 0.1) -
       return task_losses(nnx.merge(graphdef, params, rest), batch, tasks,
                          temperature=temperature)
 
-    # L (K,) and g_k stacked on a leading axis K of every parameter leaf.
-    losses, task_grads = value_and_task_grads(losses_of)(params)
+    # L (K,) and g_k stacked on a leading axis K of every parameter leaf. Separate
+    # backward passes: the classification and alignment losses skip the decoder.
+    losses, task_grads = value_and_task_grads(losses_of, vectorize=False)(params)
     optimizer.update(model, task_grads)
     return {"losses": losses, **diagnostics_of(optimizer)}
 
