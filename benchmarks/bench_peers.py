@@ -12,7 +12,6 @@ Run: ``python -m benchmarks.bench_peers`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -77,18 +76,12 @@ def plot(cases, path) -> None:
     ax.set_ylabel("median ms per aggregation")
     ax.set_title(f"P = {p:.0e}")
   axes[0][0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--tasks", type=int, nargs="+", default=list(DEFAULT_TASKS))
+  parser = common.parser(__doc__, tasks=DEFAULT_TASKS)
   parser.add_argument("--sizes", type=float, nargs="+", default=list(DEFAULT_SIZES))
-  parser.add_argument("--repeats", type=int, default=7)
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   if args.quick:
     args.tasks, args.sizes, args.repeats = [3], [2000], 1

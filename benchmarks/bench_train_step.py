@@ -26,7 +26,6 @@ Run: ``python -m benchmarks.bench_train_step`` (``--quick``: a tiny model).
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -99,12 +98,9 @@ def memory(compiled) -> dict[str, int] | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--repeats", type=int, default=7)
+  parser = common.parser(__doc__)
   parser.add_argument("--chunks", type=int, default=4, help="lean_exact's num_chunks")
   parser.add_argument("--batch-size", type=int, default=None)
-  parser.add_argument("--quick", action="store_true", help="tiny model, 1 repeat (smoke test)")
-  parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   cfg = model.TINY if args.quick else model.Config()
   if args.batch_size:
@@ -162,9 +158,7 @@ def plot(payload, path) -> None:
   for ax in axes:
     ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=8)
   fig.suptitle(f"One training step, K = 3, {payload['num_params'] / 1e6:.1f}M parameters")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Run: ``python -m benchmarks.bench_transform`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import math
@@ -171,19 +170,13 @@ def plot(cases: list[dict[str, Any]], path) -> None:
         ax.set_ylabel("time / floor (ones(K) @ G)")
   axes[0][0].legend(fontsize=7)
   fig.suptitle("came_grad update cost relative to one read of the gradients (median)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--tasks", type=int, nargs="+", default=list(DEFAULT_TASKS))
+  parser = common.parser(__doc__, tasks=DEFAULT_TASKS)
   parser.add_argument("--sizes", type=float, nargs="+", default=list(DEFAULT_SIZES))
   parser.add_argument("--layouts", nargs="+", default=["flat", "tree"], choices=["flat", "tree"])
-  parser.add_argument("--repeats", type=int, default=7)
-  parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat (smoke test)")
-  parser.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
   args = parser.parse_args(argv)
   if args.quick:
     args.tasks, args.sizes, args.repeats = [3], [2000], 1

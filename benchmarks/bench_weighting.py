@@ -12,7 +12,6 @@ Run: ``python -m benchmarks.bench_weighting`` (``--quick`` for a smoke run).
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -94,19 +93,13 @@ def plot(cases, path) -> None:
   ax.set_ylabel("median time per call (us)")
   ax.set_title("Weighting solve time: Gram (K x K) -> coefficients")
   ax.legend(fontsize=7, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  common.save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--tasks", type=int, nargs="+", default=list(DEFAULT_TASKS))
-  parser.add_argument("--repeats", type=int, default=7)
+  parser = common.parser(__doc__, tasks=DEFAULT_TASKS)
   parser.add_argument("--min-time", type=float, default=0.02,
                       help="seconds each timed round repeats a call for (averaged)")
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   if args.quick:
     args.tasks, args.repeats, args.min_time = [3], 1, 0.0

@@ -10,6 +10,7 @@ baseline measured in the same loop.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -140,3 +141,21 @@ def pyplot():
 
 def fmt_ms(seconds: float) -> str:
   return f"{seconds * 1e3:.3g}"
+
+
+def save_figure(fig, path: Path) -> None:
+  """Lay out, write (110 dpi) and close a Matplotlib figure."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  pyplot().close(fig)
+
+
+def parser(doc: str, *, tasks: tuple[int, ...] | None = None) -> argparse.ArgumentParser:
+  """The options every benchmark script shares: --tasks (if given), --repeats, --quick, --out."""
+  p = argparse.ArgumentParser(description=doc.splitlines()[0])
+  if tasks is not None:
+    p.add_argument("--tasks", type=int, nargs="+", default=list(tasks))
+  p.add_argument("--repeats", type=int, default=7)
+  p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat (smoke test)")
+  p.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
+  return p

@@ -1,7 +1,6 @@
 """SPMD: sharded params and stacked gradients (FSDP-style) on 8 simulated CPU devices."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
