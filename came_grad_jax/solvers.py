@@ -271,7 +271,7 @@ def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Arr
     ``A = d^T C^-1 d``, ``B = d^T C^-1 b'``, ``E = b'^T C^-1 b'`` and
     ``D = B^2 - A (E - r^2)``;
   * kink: the point of the face where ``h_alpha`` is smallest (``beta`` along
-    ``(C + eps I)^-1 d``, the null vector of ``C_S`` when there is one), the
+    ``(C + 4 eps I)^-1 d``, the null vector of ``C_S`` when there is one), the
     optimum when the problem is Pareto-stationary and the objective is not
     differentiable there. With ``b = 0, r = 0`` it is the min-norm point (MGDA).
 
@@ -283,14 +283,14 @@ def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Arr
   corr = corr * jnp.outer(support, support) + jnp.diag(1.0 - support)
   d = support / jnp.where(norms > 0, norms, 1.0)
   b_s = b * d
-  cinv_d, cinv_b = jnp.linalg.solve(corr, jnp.stack([d, b_s], axis=1)).T
+  # One factorisation; the 4 eps ridge keeps C_S invertible where h_alpha can vanish.
+  ridge = 4 * jnp.finfo(gram.dtype).eps * jnp.eye(gram.shape[0], dtype=gram.dtype)
+  cinv_d, cinv_b = jnp.linalg.solve(corr + ridge, jnp.stack([d, b_s], axis=1)).T
   a_, b_, e_ = d @ cinv_d, d @ cinv_b, b_s @ cinv_b
   disc = b_**2 - a_ * (e_ - radius**2)
   root = jnp.sqrt(jnp.where(disc > 0, disc, jnp.nan))
   smooth = ((b_ + root) / a_ * cinv_d - cinv_b) / root * d
-  eps = jnp.finfo(gram.dtype).eps
-  reg = jnp.linalg.solve(corr + 4 * eps * jnp.eye(gram.shape[0], dtype=gram.dtype), d)
-  kink = reg * d / jnp.sum(reg * d)
+  kink = cinv_d * d / jnp.sum(cinv_d * d)
   return jnp.stack([smooth, kink])
 
 
@@ -305,8 +305,8 @@ def _refine_support(value_and_grad, gram: Array, b: Array, radius: Array,
   k = gram.shape[0]
   slack = jnp.sqrt(jnp.finfo(gram.dtype).eps)
 
-  def step(_, carry):
-    support, done = carry
+  def step(carry):
+    support, done, n = carry
     alpha = face_candidates(gram, b, radius, support)[0]
     ok = jnp.all(jnp.isfinite(alpha))
     alpha = jnp.where(ok, alpha, 0.0)
@@ -321,9 +321,13 @@ def _refine_support(value_and_grad, gram: Array, b: Array, radius: Array,
     new = jnp.where(has_neg, support.at[worst_neg].set(False),
                     jnp.where(has_out, support.at[worst_out].set(True), support))
     stop = done | ~ok | ~(has_neg | has_out)
-    return jnp.where(stop, support, new), stop
+    return jnp.where(stop, support, new), stop, n + 1
 
-  support, _ = jax.lax.fori_loop(0, 2 * k, step, (support, jnp.array(False)))
+  def more(carry):
+    _, done, n = carry
+    return ~done & (n < 2 * k)
+
+  support, _, _ = jax.lax.while_loop(more, step, (support, jnp.array(False), jnp.array(0)))
   return support
 
 
