@@ -20,8 +20,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
+
+#: Up to this many tasks S1's dual is solved by enumerating the faces of the
+#: simplex (closed form on each, 2^K - 1 faces in one batch); above, iteratively.
+MAX_ENUMERATED_TASKS = 7
 
 #: Multiple of ``K * eps`` below which a squared norm read off a Gram matrix is
 #: indistinguishable from rounding noise of the sum it came from.
@@ -257,6 +262,22 @@ def _two_task_dual(gram: Array, b: Array, radius: Array) -> Array:
   return alphas[jnp.argmin(values)]
 
 
+def _spd_solve(a: Array, rhs: Array) -> Array:
+  """``a^-1 rhs`` for a small symmetric positive definite ``a`` (K, K), unrolled.
+
+  Gauss-Jordan elimination without pivoting (stable for SPD matrices, like
+  Cholesky), written as K rank-one updates that XLA fuses: for the tiny
+  batched systems of :func:`face_candidates` much faster on CPU than a LAPACK
+  call per system.
+  """
+  k = a.shape[0]
+  aug = jnp.concatenate([a, rhs], axis=1)
+  for i in range(k):
+    row = aug[i] / aug[i, i]
+    aug = (aug - jnp.outer(aug[:, i], row)).at[i].set(row)
+  return aug[:, k:]
+
+
 def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Array:
   """Exact minimisers of ``<b, alpha> + r ||h_alpha||`` on one face of the simplex.
 
@@ -285,7 +306,7 @@ def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Arr
   b_s = b * d
   # One factorisation; the 4 eps ridge keeps C_S invertible where h_alpha can vanish.
   ridge = 4 * jnp.finfo(gram.dtype).eps * jnp.eye(gram.shape[0], dtype=gram.dtype)
-  cinv_d, cinv_b = jnp.linalg.solve(corr + ridge, jnp.stack([d, b_s], axis=1)).T
+  cinv_d, cinv_b = _spd_solve(corr + ridge, jnp.stack([d, b_s], axis=1)).T
   a_, b_, e_ = d @ cinv_d, d @ cinv_b, b_s @ cinv_b
   disc = b_**2 - a_ * (e_ - radius**2)
   root = jnp.sqrt(jnp.where(disc > 0, disc, jnp.nan))
@@ -357,6 +378,12 @@ def select_best(value_and_grad, alpha: Array, candidates: Array, tol: Array) -> 
   return points[jnp.argmin(jnp.where(near, gaps, jnp.inf))]
 
 
+def _all_supports(k: int) -> Array:
+  """The 2^K - 1 non-empty subsets of K tasks, as a boolean (2^K - 1, K) array."""
+  codes = np.arange(1, 2**k)[:, None]
+  return jnp.asarray((codes >> np.arange(k)) & 1, bool)
+
+
 @functools.partial(jax.jit, static_argnames=("max_iter",))
 def conflict_averse_dual(gram: Array, radius_scale: Array | float,
                          *, max_iter: int = 200) -> Array:
@@ -365,7 +392,9 @@ def conflict_averse_dual(gram: Array, radius_scale: Array | float,
   Here ``r = radius_scale * ||mu||`` and ``mu = (1/K) sum_k h_k``, both read
   off the Gram matrix ``M``. The minimiser is invariant to a positive rescaling
   of ``M``, so the problem is solved on ``M / trace(M)``. K = 2 in closed form;
-  K > 2 iteratively to a Frank-Wolfe gap of ``sqrt(eps)`` of the objective
+  3 <= K <= ``MAX_ENUMERATED_TASKS`` by the closed-form candidates of every face
+  of the simplex (:func:`face_candidates`), the best feasible one winning; larger
+  K iteratively to a Frank-Wolfe gap of ``sqrt(eps)`` of the objective
   (or ``max_iter``), enough to find the optimal face, then polished by the
   closed-form minimisers on that face (:func:`face_candidates`, exact where the
   solution is smooth and where it sits on the kink ``h_alpha = 0``), the face
@@ -400,6 +429,10 @@ def conflict_averse_dual(gram: Array, radius_scale: Array | float,
   value_and_grad = _dual_value_and_grad(gram, b, radius)
   scale = jnp.max(jnp.abs(b)) + radius * jnp.sqrt(jnp.max(jnp.diagonal(gram)))
   eps = jnp.finfo(gram.dtype).eps
+  if k <= MAX_ENUMERATED_TASKS:
+    # Every face's closed-form candidates at once: the optimum is one of them.
+    candidates = jax.vmap(lambda s: face_candidates(gram, b, radius, s))(_all_supports(k))
+    return select_best(value_and_grad, ones / k, candidates.reshape(-1, k), 64 * eps * scale)
   alpha = minimize_on_simplex(value_and_grad, ones / k, lipschitz0=1.0 + radius,
                               gap_tol=eps * scale, gap_rtol=jnp.sqrt(eps),
                               max_iter=max_iter)
