@@ -8,9 +8,12 @@ direction-rectification problem (stage S1 of CAME-Grad)::
 
     alpha* = argmin_{alpha in simplex}  alpha^T M 1/K + r sqrt(alpha^T M alpha)
 
-with ``r = rho ||mu||``. K = 2 is solved in closed form; general K with an
-accelerated projected-gradient method (FISTA with backtracking and adaptive
-restart) stopped by its Frank-Wolfe duality gap.
+with ``r = rho ||mu||``. K = 2 is solved in closed form; up to
+``MAX_ENUMERATED_TASKS`` tasks by the closed-form minimisers of every face of the
+simplex (:func:`face_candidates`); beyond, by an accelerated projected-gradient
+method (FISTA with backtracking and adaptive restart, stopped by its
+Frank-Wolfe gap) whose face is then corrected by active-set steps and solved in
+closed form.
 """
 
 from __future__ import annotations
