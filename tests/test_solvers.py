@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from came_grad_jax import solvers
+from came_grad_jax import simplex, solvers
 from tests import reference
 
 
@@ -19,7 +19,7 @@ def test_projection_onto_simplex():
   rng = np.random.default_rng(0)
   for _ in range(20):
     v = rng.normal(size=6) * 3
-    x = np.asarray(solvers.project_simplex(jnp.asarray(v)))
+    x = np.asarray(simplex.project_simplex(jnp.asarray(v)))
     assert np.all(x >= 0) and abs(x.sum() - 1) < 1e-6
     # Optimality: <v - x, y - x> <= 0 for every vertex y of the simplex.
     assert np.max(v - x) <= (v - x) @ x + 1e-5

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import solvers
+from came_grad_jax import simplex, solvers
 from came_grad_jax.active_set import nonnegative_qp
 from came_grad_jax.solvers import correlation
 from came_grad_jax.weightings.base import Weighting, check_gram
@@ -40,7 +40,7 @@ def _two_task_min_norm(gram: Array) -> Array:
 
 
 def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
-  """``alpha*`` by :func:`~came_grad_jax.solvers.minimize_on_simplex` on ``M / trace(M)``.
+  """``alpha*`` by :func:`~came_grad_jax.simplex.minimize_on_simplex` on ``M / trace(M)``.
 
   Its Frank-Wolfe gap is absolute (``16 eps`` of the trace), the right measure
   when the min-norm point is 0 (Pareto-stationary: the case it serves). The
@@ -56,7 +56,7 @@ def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
     return alpha @ m_alpha, 2.0 * m_alpha
 
   gap_tol = 16 * jnp.finfo(gram.dtype).eps
-  alpha = solvers.minimize_on_simplex(
+  alpha = simplex.minimize_on_simplex(
       value_and_grad, jnp.full((k,), 1.0 / k, gram.dtype), lipschitz0=2.0,
       gap_tol=gap_tol, max_iter=max_iter)
   zeros = jnp.zeros((k,), gram.dtype)
