@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from came_grad_jax import simplex, solvers
+from came_grad_jax import solvers
 from tests import reference
 
 
@@ -13,16 +13,6 @@ def random_gram(k, seed, dim=12):
   h = np.random.default_rng(seed).normal(size=(k, dim))
   h += np.random.default_rng(seed + 1).normal() * h[0]
   return h @ h.T
-
-
-def test_projection_onto_simplex():
-  rng = np.random.default_rng(0)
-  for _ in range(20):
-    v = rng.normal(size=6) * 3
-    x = np.asarray(simplex.project_simplex(jnp.asarray(v)))
-    assert np.all(x >= 0) and abs(x.sum() - 1) < 1e-6
-    # Optimality: <v - x, y - x> <= 0 for every vertex y of the simplex.
-    assert np.max(v - x) <= (v - x) @ x + 1e-5
 
 
 @pytest.mark.parametrize("k", [2, 3, 5, 8, 16])
