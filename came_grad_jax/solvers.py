@@ -175,7 +175,8 @@ def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Arr
   * smooth: stationarity ``b' + r C beta / ||h_alpha|| = nu d`` gives
     ``beta = C^-1 (nu d - b') / sqrt(D)``, ``nu = (B + sqrt(D)) / A`` with
     ``A = d^T C^-1 d``, ``B = d^T C^-1 b'``, ``E = b'^T C^-1 b'`` and
-    ``D = B^2 - A (E - r^2)``;
+    ``D = B^2 - A (E - r^2)``; evaluated as
+    ``beta = C^-1 d / A - C^-1 e / sqrt(A (r^2 - e^T C^-1 e))``, ``e = b' - (B/A) d``;
   * kink: the point of the face where ``h_alpha`` is smallest (``beta`` along
     ``(C + 4 eps I)^-1 d``, the null vector of ``C_S`` when there is one), the
     optimum when the problem is Pareto-stationary and the objective is not
@@ -192,10 +193,14 @@ def face_candidates(gram: Array, b: Array, radius: Array, support: Array) -> Arr
   # One factorisation; the 4 eps ridge keeps C_S invertible where h_alpha can vanish.
   ridge = 4 * jnp.finfo(gram.dtype).eps * jnp.eye(gram.shape[0], dtype=gram.dtype)
   cinv_d, cinv_b = _spd_solve(corr + ridge, jnp.stack([d, b_s], axis=1)).T
-  a_, b_, e_ = d @ cinv_d, d @ cinv_b, b_s @ cinv_b
-  disc = b_**2 - a_ * (e_ - radius**2)
-  root = jnp.sqrt(jnp.where(disc > 0, disc, jnp.nan))
-  smooth = ((b_ + root) / a_ * cinv_d - cinv_b) / root * d
+  a_ = d @ cinv_d
+  # D = B^2 - A (E - r^2) = A (r^2 - e^T C^-1 e) with e = b' - (B / A) d: formed
+  # from the residual vector, not as a difference of large products.
+  ce = cinv_b - (d @ cinv_b) / a_ * cinv_d
+  e = b_s - (d @ cinv_b) / a_ * d
+  slack = radius**2 - e @ ce
+  s_ = jnp.sqrt(jnp.where(slack > 0, slack, jnp.nan))
+  smooth = (cinv_d / a_ - ce / (jnp.sqrt(a_) * s_)) * d
   kink = cinv_d * d / jnp.sum(cinv_d * d)
   return jnp.stack([smooth, kink])
 

@@ -32,8 +32,10 @@ def test_matches_float64_reference(x64, case, k):
   assert rel_err(got, want, h) <= 1e-8
 
 
-#: Float32 beyond 1e-4 (known limitation): a 1e12 spread of task scales (1e-6 vs
-#: 1e6) at K = 5 puts S1's optimum where float32 cannot tell the faces apart.
+#: Float32 beyond 1e-4 (known limitation, 4.5e-3): with task scales 1e-6 vs 1e6 at
+#: K = 5, S1's optimum depends on parts of <h_k, mu> 1e-6 the size of the rest,
+#: which float32 row sums of the Gram keep to ~10% (the float64 solve on the same
+#: float32-rounded Gram is exact to 1e-8).
 FLOAT32_UNRESOLVED = {("badly_scaled", 5)}
 
 
