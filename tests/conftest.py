@@ -5,10 +5,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-from tests import reference  # noqa: E402
 
 GRADIENT_CASES = ("random", "nearly_parallel", "opposed", "one_zero", "badly_scaled")
 
@@ -24,7 +21,3 @@ def x64():
 def case(request):
   return request.param
 
-
-def make_gradients(case: str, num_tasks: int, dim: int = 40, seed: int = 0) -> np.ndarray:
-  """Task gradients (K, P) in float64 for one of the named cases."""
-  return reference.task_gradients(case, num_tasks, dim, seed)
