@@ -28,3 +28,13 @@ def test_minimize_on_simplex_finds_the_projection(x64, seed):
   np.testing.assert_allclose(x, simplex.project_simplex(v), atol=1e-6)
   _, grad = value_and_grad(x)
   assert float(simplex.frank_wolfe_gap(x, grad)) <= 1e-9
+
+
+@pytest.mark.parametrize("k", [3, simplex.UNROLL_TASKS, simplex.UNROLL_TASKS + 5])
+def test_task_sum_and_min_over_columns(k):
+  x = np.random.default_rng(k).normal(size=(k, 4))
+  np.testing.assert_allclose(simplex.task_sum(jnp.asarray(x)), x.sum(0), rtol=1e-6)
+  np.testing.assert_array_equal(simplex.task_min(jnp.asarray(x)), x.min(0).astype(np.float32))
+  x[1, 2] = np.nan
+  assert np.isnan(simplex.task_min(jnp.asarray(x))[2])
+  assert np.isnan(simplex.task_sum(jnp.asarray(x))[2])

@@ -52,17 +52,17 @@ def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
   gram = gram / jnp.where(trace > 0, trace, 1.0)
 
   def value_and_grad(alpha):
-    m_alpha = gram @ alpha
-    return alpha @ m_alpha, 2.0 * m_alpha
+    m_alpha = gram @ alpha  # alpha: (K,) or N points as columns (K, N)
+    return jnp.sum(alpha * m_alpha, axis=0), 2.0 * m_alpha
 
   gap_tol = 16 * jnp.finfo(gram.dtype).eps
   alpha = simplex.minimize_on_simplex(
       value_and_grad, jnp.full((k,), 1.0 / k, gram.dtype), lipschitz0=2.0,
       gap_tol=gap_tol, max_iter=max_iter)
   zeros = jnp.zeros((k,), gram.dtype)
-  supports = jnp.stack([alpha > t * jnp.max(alpha) for t in (0.0, 1e-9, 1e-6)])
-  faces = jax.vmap(lambda s: solvers.face_candidates(gram, zeros, 0.0, s)[1])(supports)
-  return solvers.select_best(value_and_grad, alpha, faces, 4 * gap_tol)
+  supports = jnp.stack([alpha > t * jnp.max(alpha) for t in (0.0, 1e-9, 1e-6)], axis=1)
+  _, faces = solvers.face_candidates(gram, zeros, 0.0, supports)
+  return solvers.select_best(value_and_grad, alpha, (faces,), 4 * gap_tol)
 
 
 def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
