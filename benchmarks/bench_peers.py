@@ -82,7 +82,7 @@ def plot(cases, path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser = common.parser(__doc__, tasks=DEFAULT_TASKS)
   parser.add_argument("--sizes", type=float, nargs="+", default=list(DEFAULT_SIZES))
-  args = parser.parse_args(argv)
+  args = common.parse(parser, argv)
   if args.quick:
     args.tasks, args.sizes, args.repeats = [3], [2000], 1
   cases = []

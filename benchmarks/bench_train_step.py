@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser = common.parser(__doc__)
   parser.add_argument("--chunks", type=int, default=4, help="lean_exact's num_chunks")
   parser.add_argument("--batch-size", type=int, default=None)
-  args = parser.parse_args(argv)
+  args = common.parse(parser, argv)
   cfg = model.TINY if args.quick else model.Config()
   if args.batch_size:
     cfg = model.Config(**{**cfg.__dict__, "batch_size": args.batch_size})

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser = common.parser(__doc__, tasks=DEFAULT_TASKS)
   parser.add_argument("--min-time", type=float, default=0.02,
                       help="seconds each timed round repeats a call for (averaged)")
-  args = parser.parse_args(argv)
+  args = common.parse(parser, argv)
   if args.quick:
     args.tasks, args.repeats, args.min_time = [3], 1, 0.0
   cases = []

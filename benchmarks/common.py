@@ -24,6 +24,27 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+#: JAX's CPU option for dispatching computations to a worker thread.
+ASYNC_DISPATCH = "jax_cpu_enable_async_dispatch"
+
+
+def set_dispatch(async_dispatch: bool) -> None:
+  """Choose JAX's CPU dispatch before the first computation (it is fixed after).
+
+  By default JAX runs a CPU computation it judges costly on a worker thread and
+  returns at once; a timing loop that blocks on every call then pays a thread
+  handoff per call (5-60 us, erratic on a loaded 2-core machine), which would
+  swamp the ~10-40 us K x K solves. The benchmarks therefore run synchronously
+  unless ``--async-dispatch`` is given; ``machine()`` records which.
+  """
+  from jax._src import xla_bridge
+  if xla_bridge.backends_are_initialized():
+    if jax.config.values[ASYNC_DISPATCH] != async_dispatch:
+      print(f"warning: JAX is initialised with {ASYNC_DISPATCH}="
+            f"{jax.config.values[ASYNC_DISPATCH]}; --async-dispatch={async_dispatch} ignored")
+    return
+  jax.config.update(ASYNC_DISPATCH, async_dispatch)
+
 
 def block(x: Any) -> Any:
   """Wait for every array in ``x`` (JAX arrays, or anything else untouched)."""
@@ -105,6 +126,7 @@ def machine() -> dict[str, Any]:
       "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                   "OPENBLAS_NUM_THREADS") if k in os.environ},
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "async_dispatch": jax.config.values[ASYNC_DISPATCH],
       "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
   }
   return info
@@ -158,4 +180,17 @@ def parser(doc: str, *, tasks: tuple[int, ...] | None = None) -> argparse.Argume
   p.add_argument("--repeats", type=int, default=7)
   p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat (smoke test)")
   p.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
+  add_dispatch_flag(p)
   return p
+
+
+def add_dispatch_flag(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--async-dispatch", action="store_true",
+                 help="keep JAX's default asynchronous CPU dispatch (see set_dispatch)")
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+  """Parse the arguments, then fix JAX's dispatch mode from them."""
+  args = p.parse_args(argv)
+  set_dispatch(args.async_dispatch)
+  return args

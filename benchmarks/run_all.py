@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import bench_peers, bench_train_step, bench_transform, bench_weighting
+from benchmarks import bench_peers, bench_train_step, bench_transform, bench_weighting, common
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
   parser.add_argument("--only", nargs="+", default=None,
                       choices=["transform", "weighting", "peers", "train_step"])
-  args = parser.parse_args(argv)
-  common = ["--out", args.out] if args.out else []
+  common.add_dispatch_flag(parser)
+  args = common.parse(parser, argv)
+  shared = (["--out", args.out] if args.out else []) + (
+      ["--async-dispatch"] if args.async_dispatch else [])
   if args.quick:
     plan = {name: ["--quick"] for name in ("transform", "weighting", "peers", "train_step")}
   elif args.full:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only and name not in args.only:
       continue
     t0 = time.perf_counter()
-    mains[name](extra + common)
+    mains[name](extra + shared)
     print(f"== {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
   print(f"== all done in {time.perf_counter() - start:.0f} s")
 
