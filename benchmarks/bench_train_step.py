@@ -46,7 +46,7 @@ def make_steps(losses_fn, encode, heads, chunks: int, lr: float = 1e-4) -> dict[
   adamw = optax.adamw(lr)
 
   def ls_step(params, opt_state, batch):
-    loss_fn = lambda p: jnp.dot(w, losses_fn(p, batch))
+    loss_fn = lambda p: jnp.dot(w, jnp.stack(losses_fn(p, batch)))
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = adamw.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss

@@ -109,7 +109,8 @@ class MultiTaskModel(nnx.Module):
     diag = jnp.arange(sim.shape[0])
     align = 0.5 * (-jnp.mean(jax.nn.log_softmax(sim, 0)[diag, diag])
                    - jnp.mean(jax.nn.log_softmax(sim, 1)[diag, diag]))
-    return jnp.stack([nll, cls, align])
+    # A tuple of K scalars: a per-task backward pass then skips the other heads.
+    return nll, cls, align
 
 
 def build(cfg: Config = Config(), seed: int = 0):

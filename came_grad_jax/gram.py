@@ -245,3 +245,22 @@ def combine(stacked: PyTree, coeffs: Array) -> PyTree:
     return out.astype(leaf.dtype)
 
   return jax.tree.map(one, stacked)
+
+
+def weighted_sum(trees: list[PyTree], coeffs: Array) -> PyTree:
+  """``sum_k coeffs_k trees[k]``: :func:`combine` for K separate (unstacked) trees.
+
+  Leaves that are zeros in some trees (a task that does not reach them) fold
+  away under ``jit``; nothing K x P is materialised.
+
+  Example:
+    >>> weighted_sum([{"w": jnp.ones(2)}, {"w": jnp.zeros(2)}], jnp.array([2.0, 5.0]))
+    {'w': Array([2., 2.], dtype=float32)}
+  """
+
+  def one(*leaves):
+    dtype = compute_dtype(leaves[0].dtype)
+    total = sum(c * leaf.astype(dtype) for c, leaf in zip(coeffs.astype(dtype), leaves))
+    return total.astype(leaves[0].dtype)
+
+  return jax.tree.map(one, *trees)

@@ -19,13 +19,19 @@ backward pass, exactly what linear scalarization costs. What remains is to get
   "MGDA-UB" bound of Sener & Koltun, NeurIPS 2018). The model is split as
   ``losses = heads(params, encode(params, x))``; ``M`` is the Gram of the
   gradients of the K losses with respect to the shared representation
-  ``z = encode(params, x)`` (K x |z| numbers, activations-sized), computed by K
-  backward passes through the heads only, each through its own head. It differs from the
-  parameter-space Gram by the encoder's Jacobian (``M_theta = J_z A J_z^T`` with
-  ``A = (dz/dtheta)(dz/dtheta)^T``, not the identity, and cross-example terms
-  of a batch dropped) and ignores the heads' own parameter gradients. The
-  coefficients are therefore approximate; the update is then exactly the
-  gradient of ``sum_k c_k w_k L_k`` for those coefficients.
+  ``z = encode(params, x)`` (K x |z| numbers, activations-sized). It differs
+  from the parameter-space Gram by the encoder's Jacobian
+  (``M_theta = J_z A J_z^T`` with ``A = (dz/dtheta)(dz/dtheta)^T``, not the
+  identity, and cross-example terms of a batch dropped) and ignores the heads'
+  own parameter gradients. The coefficients are therefore approximate; the
+  update is then exactly the gradient of ``sum_k c_k w_k L_k`` for those
+  coefficients, computed as one backward pass split in two: K passes, each
+  through its own head only, give ``dL_k/dz`` and the head's parameter
+  gradients, which are combined with ``c_k w_k``; the encoder is then
+  back-propagated once, with ``sum_k c_k w_k dL_k/dz``. With task-specific
+  heads (return the losses as a tuple of K scalars, so that each pass skips
+  the other heads) this costs what one backward pass costs; parameters that
+  several heads share directly have a gradient per task alive at once.
 
 Both return the per-step :class:`~came_grad_jax.Diagnostics` computed from the
 Gram they used (for the representation path, diagnostics *of the
@@ -47,8 +53,8 @@ import jax.numpy as jnp
 
 from came_grad_jax import hyperparams
 from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
-from came_grad_jax.gram import gram
-from came_grad_jax.task_grads import losses_vjp, value_and_task_grads
+from came_grad_jax.gram import combine, gram, weighted_sum
+from came_grad_jax.task_grads import losses_vjp, task_grads_list
 from came_grad_jax.weightings import Weighting, came
 
 Array = jax.Array
@@ -169,18 +175,21 @@ def representation_value_and_grad(
   """Approximate multi-task update from the Gram of representation gradients.
 
   With ``z = encode(params, *args)`` and ``losses = heads(params, z, *args)``:
-  ``M_ij = w_i w_j <dL_i/dz, dL_j/dz>`` (K backward passes, each through the
-  head its loss depends on, down to ``z`` only; K x |z| numbers), ``c = weighting(M)``, and the update
-  ``grad_params sum_k stop_gradient(c_k) w_k L_k`` in one backward pass through
-  heads and encoder. An approximation of the parameter-space Gram (see the
-  module docstring; MGDA-UB, Sener & Koltun 2018): the coefficients are those
-  of the representation gradients.
+  ``M_ij = w_i w_j <dL_i/dz, dL_j/dz>``, ``c = weighting(M)``, and the update
+  ``grad_params sum_k stop_gradient(c_k) w_k L_k``. The K backward passes
+  through the heads (each through its own head, to its parameters and to
+  ``z``) are reused for the update: their head gradients combined with
+  ``c_k w_k``, and the encoder back-propagated once with
+  ``sum_k c_k w_k dL_k/dz``. An approximation of the parameter-space Gram (see
+  the module docstring; MGDA-UB, Sener & Koltun 2018): the coefficients are
+  those of the representation gradients.
 
   Args:
     encode: ``encode(params, *args) -> z``, the shared representation (an array
       or a pytree of arrays, e.g. the encoder's output tokens).
-    heads: ``heads(params, z, *args) -> losses`` (K,), or ``(losses, aux)`` if
-      ``has_aux``. It should reach the encoder's parameters only through ``z``;
+    heads: ``heads(params, z, *args) -> losses``, a (K,) vector or (faster:
+      each backward pass then skips the other heads) a tuple of K scalars;
+      ``(losses, aux)`` if ``has_aux``. It should reach the encoder's parameters only through ``z``;
       parameters that several heads use directly (a shared token embedding,
       say) get their exact gradient in the update, but their conflicts are not
       in the Gram.
@@ -205,20 +214,22 @@ def representation_value_and_grad(
 
   def wrapped(params, *args):
     z, encode_vjp = jax.vjp(lambda p: encode(p, *args), params)
-    head_fn = lambda p, rep: heads(p, rep, *args)
-    losses, heads_vjp, aux = losses_vjp(lambda pz: head_fn(*pz), (params, z), has_aux)
+    # K backward passes, each through its own head only (not vmapped), to the
+    # head parameters and to z: the heads' part of the update is then a
+    # weighted sum of them, and only the encoder is back-propagated once more.
+    out, grads_list = task_grads_list(lambda pz: heads(pz[0], pz[1], *args), (params, z),
+                                      has_aux=has_aux)
+    losses = out[0] if has_aux else out
     k = losses.shape[0]
-    # Separate (not vmapped) backward passes: each only through its own head.
-    _, rep_grads = value_and_task_grads(lambda rep: head_fn(params, rep), has_aux=has_aux,
-                                        vectorize=False)(z)
+    rep_grads = jax.tree.map(lambda *g: jnp.stack(g), *[g[1] for g in grads_list])
     m = gram(rep_grads)
     weights = _task_weights(task_weights, k, m.dtype)
     m = m * jnp.outer(weights, weights)
     coeffs, cotangent = _coefficients(weighting, m, weights, losses)
-    ((head_grads, z_cotangent),) = heads_vjp(cotangent)
-    (encode_grads,) = encode_vjp(z_cotangent)
-    grads = jax.tree.map(jnp.add, head_grads, encode_grads)
+    (encode_grads,) = encode_vjp(combine(rep_grads, cotangent))
+    grads = jax.tree.map(jnp.add, weighted_sum([g[0] for g in grads_list], cotangent),
+                         encode_grads)
     info = LeanInfo(m, coeffs, compute_diagnostics(m, coeffs))
-    return ((losses, aux) if has_aux else losses), grads, info
+    return out, grads, info
 
   return wrapped

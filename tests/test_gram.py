@@ -1,11 +1,13 @@
 """Gram matrix, combination and validation of stacked task gradients."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from came_grad_jax import combine, gram, num_tasks_of
+from came_grad_jax.gram import weighted_sum
 
 
 def stacked(k=3, seed=0, dtype=np.float32):
@@ -37,6 +39,15 @@ def test_combine_matches_numpy_and_keeps_structure(x64):
   for leaf, src in zip(jax.tree.leaves(out), jax.tree.leaves(g)):
     assert leaf.shape == src.shape[1:]
     np.testing.assert_allclose(leaf, np.tensordot(c, src, axes=1), rtol=1e-13)
+
+
+def test_weighted_sum_of_separate_trees_equals_combine(x64):
+  g = stacked(dtype=np.float64)
+  c = jnp.asarray([0.3, -1.0, 2.0])
+  trees = [jax.tree.map(lambda x, k=k: x[k], g) for k in range(3)]
+  chex.assert_trees_all_close(weighted_sum(trees, c), combine(g, c), rtol=1e-14)
+  bf16 = [jax.tree.map(lambda x: x.astype(jnp.bfloat16), t) for t in trees]
+  assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(weighted_sum(bf16, c)))
 
 
 def test_bf16_gram_accumulates_in_float32_and_update_stays_bf16():

@@ -115,6 +115,13 @@ class LeanTest(chex.TestCase):
     _, got, _ = jax.jit(came_grad_jax.representation_value_and_grad(enc, hd))(params)
     assert rel_err(got, want) <= 1e-5
 
+  def test_representation_with_a_tuple_of_losses(self):
+    params, batch = init_params(), make_batch()
+    as_tuple = lambda p, z, *b: tuple(heads(p, z, *b))
+    want = came_grad_jax.representation_value_and_grad(encode, heads)(params, *batch)
+    got = jax.jit(came_grad_jax.representation_value_and_grad(encode, as_tuple))(params, *batch)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+
   def test_has_aux(self):
     params, batch = init_params(), make_batch()
     fun = lambda p, *b: (losses_fn(p, *b), {"n": jnp.sum(b[1])})

@@ -68,3 +68,55 @@ def test_rejects_non_vector_losses(problem, vectorize):
                          vectorize=vectorize)(params, x)
   with pytest.raises(TypeError, match="floating point losses"):
     value_and_task_grads(lambda p, x: jnp.arange(3), vectorize=vectorize)(params, x)
+
+
+def losses_tuple(params, x):
+  return tuple(losses_fn(params, x)[k] for k in range(3))
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_tuple_of_scalar_losses_gives_the_same_result(x64, problem, vectorize):
+  params, x = jax.tree.map(lambda a: a.astype(jnp.float64), problem)
+  want_losses, want = value_and_task_grads(losses_fn, vectorize=vectorize)(params, x)
+  losses, got = jax.jit(value_and_task_grads(losses_tuple, vectorize=vectorize))(params, x)
+  assert losses.shape == (3,)
+  np.testing.assert_allclose(losses, want_losses, rtol=1e-15)
+  for name in params:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-14)
+
+
+def test_separate_passes_prune_what_a_tuple_loss_does_not_use():
+  # L_0 goes through `traced_sin`, whose backward rule records each time it is
+  # traced; L_1 does not use it. With a tuple of scalars only L_0's backward
+  # pass runs the rule; a stacked vector sends a zero cotangent through it
+  # in L_1's pass as well.
+  backward_calls = []
+
+  @jax.custom_vjp
+  def traced_sin(x):
+    return jnp.sin(x)
+
+  def fwd(x):
+    return jnp.sin(x), x
+
+  def bwd(x, ct):
+    backward_calls.append(1)
+    return (ct * jnp.cos(x),)
+
+  traced_sin.defvjp(fwd, bwd)
+  params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+  as_tuple = lambda p: (jnp.sum(traced_sin(p["a"])), jnp.sum(p["b"] ** 2))
+  value_and_task_grads(as_tuple, vectorize=False)(params)
+  assert len(backward_calls) == 1
+  value_and_task_grads(lambda p: jnp.stack(as_tuple(p)), vectorize=False)(params)
+  assert len(backward_calls) == 1 + 2
+
+
+def test_rejects_bad_loss_sequences(problem):
+  params, x = problem
+  with pytest.raises(ValueError, match="K scalar losses"):
+    value_and_task_grads(lambda p, x: (losses_fn(p, x), losses_fn(p, x)))(params, x)
+  with pytest.raises(ValueError, match="K scalar losses"):
+    value_and_task_grads(lambda p, x: ())(params, x)
+  with pytest.raises(TypeError, match="floating point scalars"):
+    value_and_task_grads(lambda p, x: (jnp.sum(p["w"]), jnp.int32(1)), vectorize=False)(params, x)

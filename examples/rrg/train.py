@@ -68,11 +68,13 @@ def alignment_loss(image_emb: jax.Array, text_emb: jax.Array, tokens: jax.Array,
   return 0.5 * (i2t.mean() + t2i.mean())
 
 
-def task_losses(model: models.ReportGenerator, batch: dict, tasks: Sequence[str] = TASKS, *,
-                temperature: float = 0.1) -> jax.Array:
-  """The vector ``(L_task for task in tasks)`` of shape ``(K,)`` for one batch.
+def task_loss_terms(model: models.ReportGenerator, batch: dict, tasks: Sequence[str] = TASKS,
+                    *, temperature: float = 0.1) -> tuple[jax.Array, ...]:
+  """The K scalar losses ``(L_task for task in tasks)`` for one batch, as a tuple.
 
   ``batch`` holds ``images (B, V, H, W, 1)``, ``tokens (B, T)`` and ``labels (B, 14)``.
+  Kept separate (not stacked) so that a per-task backward pass
+  (``value_and_task_grads(..., vectorize=False)``) skips what its loss does not use.
   """
   unknown = [t for t in tasks if t not in TASKS]
   if unknown or not tasks:
@@ -90,7 +92,13 @@ def task_losses(model: models.ReportGenerator, batch: dict, tasks: Sequence[str]
       image_emb = model.image_embedding(pooled)
       text_emb = model.text_embedding(tokens)
       losses.append(alignment_loss(image_emb, text_emb, tokens, temperature))
-  return jnp.stack(losses)
+  return tuple(losses)
+
+
+def task_losses(model: models.ReportGenerator, batch: dict, tasks: Sequence[str] = TASKS, *,
+                temperature: float = 0.1) -> jax.Array:
+  """:func:`task_loss_terms` stacked: the vector of shape ``(K,)``."""
+  return jnp.stack(task_loss_terms(model, batch, tasks, temperature=temperature))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,8 +191,8 @@ def make_train_step(tasks: Sequence[str] = TASKS, *, temperature: float = 0.1) -
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def losses_of(params):
-      return task_losses(nnx.merge(graphdef, params, rest), batch, tasks,
-                         temperature=temperature)
+      return task_loss_terms(nnx.merge(graphdef, params, rest), batch, tasks,
+                             temperature=temperature)
 
     # L (K,) and g_k stacked on a leading axis K of every parameter leaf. Separate
     # backward passes: the classification and alignment losses skip the decoder.
