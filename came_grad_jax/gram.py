@@ -30,6 +30,10 @@ _ROW_MIN, _ROW_TARGET, _ROW_MAX = 128, 1024, 4096
 #: Shortest row accepted when longer ones would cross a sharded axis.
 _ROW_MIN_SHARDED = 16
 
+#: Leaves with at most this many numbers per task (and no sharding) share one
+#: Gram pass: a kernel per small leaf costs more than its arithmetic.
+_SMALL_LEAF = 16384
+
 
 def num_tasks_of(stacked: PyTree, *, name: str = "updates") -> int:
   """Validate stacked task gradients and return K, their common leading axis.
@@ -199,6 +203,26 @@ def _leaf_gram(leaf: Array) -> Array:
   return _pairwise_gram(leaf, layout)
 
 
+def _is_small(leaf: Array) -> bool:
+  """Whether ``leaf`` joins the shared Gram pass of small, unsharded leaves."""
+  if leaf.ndim < 2 or leaf.shape[0] > _MAX_PAIRWISE_TASKS or leaf.size > _SMALL_LEAF * leaf.shape[0]:
+    return False
+  whole = _unsharded_axes(leaf)
+  return whole is not None and all(whole)
+
+
+def _merge(leaves: list[Array], dtype) -> Array:
+  """The small leaves side by side as one (K, N) block, zero-padded to whole rows.
+
+  The zeros add nothing to the Gram; XLA fuses the concatenation into the
+  Gram's single pass, so the block is not materialised.
+  """
+  k = leaves[0].shape[0]
+  parts = [leaf.reshape(k, -1).astype(dtype) for leaf in leaves]
+  pad = -sum(p.shape[1] for p in parts) % _ROW_TARGET
+  return jnp.concatenate(parts + [jnp.zeros((k, pad), dtype)], axis=1)
+
+
 def gram(stacked: PyTree, task_weights: Array | None = None) -> Array:
   """The Gram matrix ``M_ij = <h_i, h_j>`` of the task-weighted gradients.
 
@@ -220,6 +244,9 @@ def gram(stacked: PyTree, task_weights: Array | None = None) -> Array:
   """
   leaves = jax.tree_util.tree_leaves(stacked)
   dtype = compute_dtype(jnp.result_type(*leaves))
+  small = [leaf for leaf in leaves if _is_small(leaf)]
+  if len(small) > 1:
+    leaves = [leaf for leaf in leaves if not _is_small(leaf)] + [_merge(small, dtype)]
   total = sum(_leaf_gram(leaf).astype(dtype) for leaf in leaves)
   if task_weights is None:
     return total
@@ -240,8 +267,10 @@ def combine(stacked: PyTree, coeffs: Array) -> PyTree:
 
   def one(leaf):
     dtype = compute_dtype(leaf.dtype)
-    out = jnp.tensordot(coeffs.astype(dtype), leaf, axes=1,
-                        preferred_element_type=dtype)
+    if leaf.shape[0] > _MAX_PAIRWISE_TASKS:
+      out = jnp.tensordot(coeffs.astype(dtype), leaf, axes=1, preferred_element_type=dtype)
+    else:  # K fused multiply-adds: one elementwise pass, no GEMM call for a K-vector
+      out = sum(c * leaf[k].astype(dtype) for k, c in enumerate(coeffs.astype(dtype)))
     return out.astype(leaf.dtype)
 
   return jax.tree.map(one, stacked)

@@ -31,6 +31,18 @@ def test_gram_matches_numpy(x64, jit):
   np.testing.assert_allclose(fn(g), flat(g) @ flat(g).T, rtol=1e-13)
 
 
+@pytest.mark.parametrize("k", [2, 8, 9])  # 9: above the fused pass, the dot for every leaf
+def test_gram_of_many_small_and_a_large_leaf(x64, k):
+  # Small leaves share one Gram pass (merged, zero-padded); the large one has its own.
+  rng = np.random.default_rng(k)
+  g = {"bias": [rng.normal(size=(k, n)) for n in (1, 7, 40, 300)],
+       "ln": rng.normal(size=(k, 3, 5)),
+       "big": rng.normal(size=(k, 300, 64))}
+  np.testing.assert_allclose(jax.jit(gram)(g), flat(g) @ flat(g).T, rtol=1e-12)
+  # A single small leaf keeps its own pass.
+  np.testing.assert_allclose(gram(g["ln"]), flat(g["ln"]) @ flat(g["ln"]).T, rtol=1e-12)
+
+
 def test_combine_matches_numpy_and_keeps_structure(x64):
   g = stacked(dtype=np.float64)
   c = np.array([0.3, -1.0, 2.0])
