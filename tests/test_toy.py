@@ -67,5 +67,7 @@ def test_figure_one_behaviour_and_summary_match_the_plotted_data(tmp_path, capsy
   # ... CAGrad and CAME-Grad at the point of lowest average loss, MGDA and PCGrad elsewhere.
   for s in problem.STARTS:
     assert means["CAGrad", s] <= lowest + 0.05 and means["CAME-Grad", s] <= lowest + 0.05
-  for method in ("MGDA", "PCGrad"):
-    assert all(means[method, s] > lowest + 0.5 for s in upper_starts), method
+  finals = {(r["method"], tuple(r["start"])): r["final_x"] for r in rows}
+  for method in ("MGDA", "PCGrad"):  # where exactly depends on rounding over 100k steps
+    assert all(abs(finals[method, s][0]) > 1.0 for s in upper_starts), method
+    assert all(means[method, s] > lowest + 0.2 for s in upper_starts), method
