@@ -100,7 +100,8 @@ def main(argv=None) -> None:
     print(f"Machine: {m['lscpu'].get('Model name', '?')}, {m['lscpu'].get('CPU(s)', '?')} CPUs "
           f"({m['lscpu'].get('Hypervisor vendor', 'bare metal')}), jax {m['jax']}, numpy "
           f"{m['numpy']} ({', '.join(b['internal_api'] + ' ' + b['version'] + ' ' + str(b['architecture']) for b in m['numpy_blas'])}), "
-          f"load average at start {m['loadavg_at_start']}")
+          f"load average at start {m['loadavg_at_start']}, JAX CPU dispatch "
+          f"{'asynchronous' if m.get('async_dispatch', True) else 'synchronous'}")
 
 
 if __name__ == "__main__":
