@@ -38,10 +38,13 @@ Gram they used (for the representation path, diagnostics *of the
 representation gradients*).
 
 Example:
+  >>> import optax
   >>> from came_grad_jax import weightings
+  >>> losses_fn = lambda p, x: jnp.stack([jnp.sum((p["w"] - x) ** 2), jnp.sum(p["w"] ** 2)])
+  >>> params, opt = {"w": jnp.ones(3)}, optax.adamw(1e-3)
   >>> step = jax.jit(lean_value_and_grad(losses_fn, weightings.came(), num_chunks=2))
-  >>> losses, grads, info = step(params, batch)     # grads are params-shaped
-  >>> updates, opt_state = optax.adamw(1e-3).update(grads, opt_state, params)
+  >>> losses, grads, info = step(params, jnp.arange(3.0))  # grads are params-shaped
+  >>> updates, opt_state = opt.update(grads, opt.init(params), params)
 """
 
 from __future__ import annotations

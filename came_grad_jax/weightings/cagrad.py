@@ -26,6 +26,7 @@ def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
     A function ``gram (K, K) -> coefficients (K,)``.
 
   Example:
+    >>> import jax.numpy as jnp
     >>> cagrad(0.4)(jnp.eye(3)).shape
     (3,)
   """

@@ -64,8 +64,9 @@ def upgrad() -> Weighting:
     A function ``gram (K, K) -> coefficients (K,)``.
 
   Example:
+    >>> import jax.numpy as jnp
     >>> upgrad()(jnp.array([[1.0, -1.0], [-1.0, 2.0]]))
-    Array([1. , 0.75], dtype=float32)
+    Array([1.  , 0.75], dtype=float32)
   """
 
   def weighting(gram: Array) -> Array:
