@@ -1,6 +1,7 @@
 """Multi-task training and evaluation of the RRG model.
 
-The tasks and their losses (one scalar each; ``task_losses`` returns them as a vector of K):
+The tasks and their losses (one scalar each; ``task_loss_terms`` returns them as a tuple of K,
+``task_losses`` as a vector):
 
 * ``nll``   -- report negative log-likelihood per non-pad target token (``L_nll``);
 * ``cls``   -- cross-entropy of each of the 14 observations over {blank, positive, negative,
