@@ -248,9 +248,12 @@ def face_candidates(gram: Array, b: Array, radius: Array,
   ce = cinv_b - ratio * cinv_d
   e = b_s - ratio * d
   slack = radius**2 - task_sum(e * ce)
+  # Per-face scalars materialised: fused into the (K, F) candidates, each of
+  # their K sums would be recomputed K times.
+  a_, slack = jax.lax.optimization_barrier((a_, slack))
   s_ = jnp.sqrt(jnp.where(slack > 0, slack, jnp.nan))
   smooth = (cinv_d / a_ - ce / (jnp.sqrt(a_) * s_)) * d
-  kink = cinv_d * d / task_sum(cinv_d * d)
+  kink = cinv_d * d / a_
   return smooth, kink
 
 
