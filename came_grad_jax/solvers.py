@@ -360,11 +360,12 @@ def conflict_averse_dual(gram: Array, radius_scale: Array | float,
     Array([0.5, 0.5], dtype=float32)
   """
   k = gram.shape[0]
-  trace = jnp.trace(gram)
+  # Sums over K written with task_sum: fused adds, not a reduction kernel each.
+  trace = task_sum(jnp.diagonal(gram))
   gram = gram / jnp.where(trace > 0, trace, 1.0)
   ones = jnp.ones((k,), gram.dtype)
-  b = gram @ ones / k
-  sq_mean = jnp.dot(ones, b) / k
+  b = task_sum(gram) / k  # M 1 / K (M is symmetric)
+  sq_mean = task_sum(b) / k
   mean_is_zero = is_negligible(sq_mean, term_scale_sq(gram, ones / k), k)
   radius = jnp.where(mean_is_zero, 0.0,
                      radius_scale * jnp.sqrt(jnp.maximum(sq_mean, 0.0)))
