@@ -16,7 +16,8 @@ def check_losses(losses, has_aux: bool) -> int:
     shapes = [getattr(x, "shape", None) for x in losses]
     if not losses or any(shape != () for shape in shapes):
       raise ValueError(f"fun must return K scalar losses when it returns a sequence, got "
-                       f"shapes {shapes}")
+                       f"shapes {shapes}"
+                       + ("" if has_aux else "; to return (losses, aux) pass has_aux=True"))
     dtypes = {jnp.result_type(x) for x in losses}
     if len(dtypes) != 1 or not jnp.issubdtype(dtypes.pop(), jnp.floating):
       raise TypeError("fun's K losses must be floating point scalars of one dtype")

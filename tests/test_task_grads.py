@@ -114,8 +114,8 @@ def test_separate_passes_prune_what_a_tuple_loss_does_not_use():
 
 def test_rejects_bad_loss_sequences(problem):
   params, x = problem
-  with pytest.raises(ValueError, match="K scalar losses"):
-    value_and_task_grads(lambda p, x: (losses_fn(p, x), losses_fn(p, x)))(params, x)
+  with pytest.raises(ValueError, match="pass has_aux=True"):
+    value_and_task_grads(lambda p, x: (losses_fn(p, x), {"aux": 1.0}))(params, x)
   with pytest.raises(ValueError, match="K scalar losses"):
     value_and_task_grads(lambda p, x: ())(params, x)
   with pytest.raises(TypeError, match="floating point scalars"):
