@@ -244,9 +244,10 @@ def gram(stacked: PyTree, task_weights: Array | None = None) -> Array:
   """
   leaves = jax.tree_util.tree_leaves(stacked)
   dtype = compute_dtype(jnp.result_type(*leaves))
-  small = [leaf for leaf in leaves if _is_small(leaf)]
-  if len(small) > 1:
-    leaves = [leaf for leaf in leaves if not _is_small(leaf)] + [_merge(small, dtype)]
+  is_small = [_is_small(leaf) for leaf in leaves]
+  if sum(is_small) > 1:
+    small = [leaf for leaf, flag in zip(leaves, is_small) if flag]
+    leaves = [leaf for leaf, flag in zip(leaves, is_small) if not flag] + [_merge(small, dtype)]
   total = sum(_leaf_gram(leaf).astype(dtype) for leaf in leaves)
   if task_weights is None:
     return total
@@ -266,14 +267,21 @@ def combine(stacked: PyTree, coeffs: Array) -> PyTree:
   """
 
   def one(leaf):
-    dtype = compute_dtype(leaf.dtype)
     if leaf.shape[0] > _MAX_PAIRWISE_TASKS:
+      dtype = compute_dtype(leaf.dtype)
       out = jnp.tensordot(coeffs.astype(dtype), leaf, axes=1, preferred_element_type=dtype)
-    else:  # K fused multiply-adds: one elementwise pass, no GEMM call for a K-vector
-      out = sum(c * leaf[k].astype(dtype) for k, c in enumerate(coeffs.astype(dtype)))
-    return out.astype(leaf.dtype)
+      return out.astype(leaf.dtype)
+    # K fused multiply-adds: one elementwise pass, no GEMM call for a K-vector.
+    return _scaled_sum([leaf[k] for k in range(leaf.shape[0])], coeffs)
 
   return jax.tree.map(one, stacked)
+
+
+def _scaled_sum(parts: list[Array], coeffs: Array) -> Array:
+  """``sum_k coeffs_k parts[k]`` formed in float32 or wider, cast back to the parts' dtype."""
+  dtype = compute_dtype(parts[0].dtype)
+  total = sum(c * part.astype(dtype) for c, part in zip(coeffs.astype(dtype), parts))
+  return total.astype(parts[0].dtype)
 
 
 def weighted_sum(trees: list[PyTree], coeffs: Array) -> PyTree:
@@ -287,9 +295,4 @@ def weighted_sum(trees: list[PyTree], coeffs: Array) -> PyTree:
     {'w': Array([2., 2.], dtype=float32)}
   """
 
-  def one(*leaves):
-    dtype = compute_dtype(leaves[0].dtype)
-    total = sum(c * leaf.astype(dtype) for c, leaf in zip(coeffs.astype(dtype), leaves))
-    return total.astype(leaves[0].dtype)
-
-  return jax.tree.map(one, *trees)
+  return jax.tree.map(lambda *leaves: _scaled_sum(list(leaves), coeffs), *trees)

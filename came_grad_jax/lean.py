@@ -57,7 +57,7 @@ import jax.numpy as jnp
 from came_grad_jax import hyperparams
 from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
 from came_grad_jax.gram import combine, gram, weighted_sum
-from came_grad_jax.task_grads import losses_vjp, task_grads_list
+from came_grad_jax.task_grads import losses_vjp, stack_trees, task_grads_list
 from came_grad_jax.weightings import Weighting, came
 
 Array = jax.Array
@@ -224,7 +224,7 @@ def representation_value_and_grad(
                                       has_aux=has_aux)
     losses = out[0] if has_aux else out
     k = losses.shape[0]
-    rep_grads = jax.tree.map(lambda *g: jnp.stack(g), *[g[1] for g in grads_list])
+    rep_grads = stack_trees([g[1] for g in grads_list])
     m = gram(rep_grads)
     weights = _task_weights(task_weights, k, m.dtype)
     m = m * jnp.outer(weights, weights)

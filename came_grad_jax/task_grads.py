@@ -55,6 +55,11 @@ def losses_vjp(closed: Callable[[Any], Any], params: Any, has_aux: bool):
   return losses, vjp_fn, (aux if has_aux else None)
 
 
+def stack_trees(trees: list[Any]) -> Any:
+  """K params-shaped trees as one tree whose leaves have a leading task axis K."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
 def task_grads_list(fun: Callable[..., Any], params: Any, *args: Any,
                     has_aux: bool = False) -> tuple[Any, list[Any]]:
   """``(losses, [grad L_1, ..., grad L_K])``: K separate reverse passes, unstacked.
@@ -121,6 +126,6 @@ def value_and_task_grads(fun: Callable[..., Any], *, has_aux: bool = False,
 
   def separate(params, *args):
     out, grads = task_grads_list(fun, params, *args, has_aux=has_aux)
-    return out, jax.tree.map(lambda *g: jnp.stack(g), *grads)
+    return out, stack_trees(grads)
 
   return vectorized if vectorize else separate
