@@ -18,7 +18,7 @@ from came_grad_jax.methods import (aligned_mtl, cagrad, came_s1, came_s1_s2, cam
                                    dualproj, gradvac, imtl_g, linear_scalarization, mgda,
                                    nash_mtl, pcgrad, upgrad)
 
-__version__ = "0.1.0"
+from came_grad_jax._version import __version__
 
 __all__ = [
     "AggregateState", "Diagnostics", "aggregate", "came_grad", "combine",
