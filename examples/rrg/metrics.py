@@ -6,7 +6,9 @@ the RRG papers that follow it do. Texts are expected cleaned and space-tokenised
 computed only when `java` is on PATH.
 
 `clinical_efficacy` compares the CheXpert labels of generated reports with those of the
-references: an observation labelled positive or uncertain counts as present.
+references in the four conventions that RRG papers report (class-wise over 14 observations with
+uncertain as present, example-based, class-wise with positive only, and the 5-observation
+subset); `CE_COLUMNS` names its keys in table order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from examples.rrg.labeler import OBSERVATIONS, POSITIVE, UNCERTAIN
+from examples.rrg.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
 
 _log = logging.getLogger(__name__)
 
@@ -81,67 +83,174 @@ def nlg_metrics(references: Sequence[str], hypotheses: Sequence[str], *,
   return scores
 
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-  """numerator / denominator, 0 where the denominator is 0."""
+# Clinical efficacy ------------------------------------------------------------------------------
+
+FIVE_OBSERVATIONS: tuple[str, ...] = (
+    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+"""The 5-observation subset of CheXbert evaluations (e.g. the `f1chexbert` package)."""
+
+_FIVE = np.array([OBSERVATIONS.index(name) for name in FIVE_OBSERVATIONS])
+
+CE_COLUMNS: tuple[tuple[str, str], ...] = (
+    # (a) class-wise over the 14 observations, positive or uncertain = present (the paper's).
+    ("ce_precision", "CE-P macro"),
+    ("ce_recall", "CE-R macro"),
+    ("ce_f1", "CE-F1 macro"),
+    ("ce_micro_precision", "CE-P micro"),
+    ("ce_micro_recall", "CE-R micro"),
+    ("ce_micro_f1", "CE-F1 micro"),
+    # (b) example-based, positive only (PromptMRG).
+    ("ce_example_precision", "CE-P example"),
+    ("ce_example_recall", "CE-R example"),
+    ("ce_example_f1", "CE-F1 example"),
+    # (c) class-wise over the 14, positive only, uncertain as negative (R2Gen).
+    ("ce_pos_macro_precision", "CE-P macro pos"),
+    ("ce_pos_macro_recall", "CE-R macro pos"),
+    ("ce_pos_macro_f1", "CE-F1 macro pos"),
+    ("ce_pos_micro_precision", "CE-P micro pos"),
+    ("ce_pos_micro_recall", "CE-R micro pos"),
+    ("ce_pos_micro_f1", "CE-F1 micro pos"),
+    # (d) class-wise over FIVE_OBSERVATIONS, positive or uncertain = present (f1chexbert).
+    ("ce5_macro_precision", "CE-P macro-5"),
+    ("ce5_macro_recall", "CE-R macro-5"),
+    ("ce5_macro_f1", "CE-F1 macro-5"),
+    ("ce5_micro_precision", "CE-P micro-5"),
+    ("ce5_micro_recall", "CE-R micro-5"),
+    ("ce5_micro_f1", "CE-F1 micro-5"),
+)
+"""Every summary key of `clinical_efficacy` with a short column title, in table order."""
+
+CE_F1_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (key, title) for key, title in CE_COLUMNS if key.endswith("_f1"))
+"""The F1 of each convention: the CE columns of a compact table."""
+
+CE_PER_OBSERVATION: tuple[str, ...] = ("ce_precision", "ce_recall", "ce_f1", "ce_support")
+"""Prefixes of the per-observation keys `"<prefix>/<observation>"` of `clinical_efficacy`."""
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+  """numerator / denominator as float64, 0 where the denominator is 0."""
   numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
   return np.divide(numerator, denominator, out=np.zeros_like(numerator),
                    where=denominator > 0)
 
 
-def _f1(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-  return _safe_divide(2 * precision * recall, precision + recall)
+def _precision_recall_f1(ref: np.ndarray, hyp: np.ndarray, axis: int | None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """P, R, F1 from TP, FP, FN summed over `axis` (None: over everything, i.e. micro).
+
+  P = TP / (TP + FP), R = TP / (TP + FN), F1 = 2 TP / (2 TP + FP + FN) (the harmonic mean of P
+  and R, written as the paper's code does); each is 0 where its denominator is 0.
+  """
+  tp = (ref & hyp).sum(axis)
+  fp = (~ref & hyp).sum(axis)
+  fn = (ref & ~hyp).sum(axis)
+  return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
 
 
-def _present(labels: np.ndarray, name: str) -> np.ndarray:
-  """Boolean (N, 14): positive or uncertain; validates shape and values."""
+def _macro_micro(ref: np.ndarray, hyp: np.ndarray, macro: str, micro: str) -> dict[str, float]:
+  """Macro (mean over observations) and micro (pooled counts) P, R, F1 under two key prefixes."""
+  scores = {}
+  for prefix, axis in ((macro, 0), (micro, None)):
+    for name, value in zip(("precision", "recall", "f1"),
+                           _precision_recall_f1(ref, hyp, axis)):
+      scores[f"{prefix}_{name}"] = float(np.mean(value))
+  return scores
+
+
+def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
+  """Validates an (N, 14) label array of BLANK/POSITIVE/NEGATIVE/UNCERTAIN; returns it."""
   labels = np.asarray(labels)
   if labels.ndim != 2 or labels.shape[1] != len(OBSERVATIONS):
     raise ValueError(f"{name} must have shape (N, {len(OBSERVATIONS)}), got {labels.shape}")
-  if not np.isin(labels, (0, 1, 2, 3)).all():
+  if not np.isin(labels, (BLANK, POSITIVE, NEGATIVE, UNCERTAIN)).all():
     raise ValueError(f"{name} must hold BLANK/POSITIVE/NEGATIVE/UNCERTAIN (0..3)")
-  return np.isin(labels, (POSITIVE, UNCERTAIN))
+  return labels
 
 
 def clinical_efficacy(ref_labels: np.ndarray, hyp_labels: np.ndarray, *,
-                      per_observation: bool = False) -> dict[str, float]:
-  """Clinical efficacy: precision, recall and F1 of the 14 CheXpert observations.
+                      per_observation: bool = True) -> dict[str, float]:
+  """Clinical efficacy (CE) of generated reports in the four conventions of the field.
 
-  An observation counts as present when labelled `POSITIVE` or `UNCERTAIN`. Per observation,
-  precision = TP / (TP + FP), recall = TP / (TP + FN), F1 their harmonic mean, each 0 when its
-  denominator is 0.
+  Labels are CheXbert's (or `labeler.label_reports`'s) 14 observations per report. The
+  conventions differ in what counts as present and in how they average:
+
+  ===  ============================  ===================  ===============================
+       keys                          present means        average
+  ===  ============================  ===================  ===============================
+  (a)  ``ce_{precision,recall,f1}``  POSITIVE or          macro: per observation, then the
+       ``ce_micro_{...}``            UNCERTAIN            mean over the 14; micro: TP, FP,
+                                                          FN pooled over the 14
+  (b)  ``ce_example_{...}``          POSITIVE only        per report over its 14 labels,
+                                                          then the mean over reports
+  (c)  ``ce_pos_macro_{...}``        POSITIVE only        macro and micro over the 14
+       ``ce_pos_micro_{...}``
+  (d)  ``ce5_macro_{...}``           POSITIVE or          macro and micro over
+       ``ce5_micro_{...}``           UNCERTAIN            `FIVE_OBSERVATIONS`
+  ===  ============================  ===================  ===============================
+
+  (a) is the CAME-Grad paper's `modules/metrics_clinical.py` (its ``ce_f1`` selects
+  checkpoints) and, micro, f1chexbert's 14-observation average; (b) is PromptMRG's
+  `modules/metrics_clinical.py`; (c) is R2Gen's `compute_ce.py` (scikit-learn's
+  ``average="macro"`` and ``"micro"``); (d) is f1chexbert's 5-observation average.
+
+  Zero division: P = TP / (TP + FP), R = TP / (TP + FN) and F1 = 2 TP / (2 TP + FP + FN) are
+  each 0 where their denominator is 0, as in all four sources (NumPy's ``nan_to_num`` there,
+  scikit-learn's default ``zero_division`` in R2Gen). So an observation present in no reference
+  and no generated report scores P = R = F1 = 0 and lowers a macro average; in (b), a report
+  with no positive label on either side scores 0 (No Finding is one of the 14 labels, so a
+  normal report usually has one).
 
   Args:
-    ref_labels: (N, 14) labels of the reference reports.
-    hyp_labels: (N, 14) labels of the generated reports.
-    per_observation: also return "ce_precision/<observation>", "ce_recall/..." and
-      "ce_f1/..." for each observation.
+    ref_labels: (N, 14) labels of the reference reports, values `BLANK`, `POSITIVE`,
+      `NEGATIVE`, `UNCERTAIN` (0..3), in the order of `labeler.OBSERVATIONS`.
+    hyp_labels: (N, 14) labels of the generated reports, aligned with `ref_labels`.
+    per_observation: also return, for each observation name, ``"ce_precision/<name>"``,
+      ``"ce_recall/<name>"``, ``"ce_f1/<name>"`` (convention (a)) and ``"ce_support/<name>"``,
+      the number of reference reports where it is present (POSITIVE or UNCERTAIN).
 
   Returns:
-    "ce_precision", "ce_recall", "ce_f1": macro averages over the 14 observations;
-    "ce_micro_precision", "ce_micro_recall", "ce_micro_f1": from TP, FP, FN summed over them.
+    The keys of `CE_COLUMNS` (floats in [0, 1]) and, with `per_observation`, the keys
+    ``f"{prefix}/{name}"`` for every prefix in `CE_PER_OBSERVATION` and name in `OBSERVATIONS`.
+
+  Raises:
+    ValueError: a label array is not (N, 14) with N >= 1, holds another value, or the two
+      shapes differ.
+
+  Example:
+    >>> ref = np.zeros((2, 14), np.int32)
+    >>> hyp = np.zeros((2, 14), np.int32)
+    >>> ref[:, 1] = [POSITIVE, UNCERTAIN]  # Cardiomegaly
+    >>> hyp[:, 1] = [POSITIVE, POSITIVE]
+    >>> scores = clinical_efficacy(ref, hyp)
+    >>> scores["ce_f1/Cardiomegaly"], scores["ce_pos_micro_precision"]
+    (1.0, 0.5)
   """
-  ref, hyp = _present(ref_labels, "ref_labels"), _present(hyp_labels, "hyp_labels")
+  ref = _check_labels(ref_labels, "ref_labels")
+  hyp = _check_labels(hyp_labels, "hyp_labels")
   if ref.shape != hyp.shape:
     raise ValueError(f"ref_labels and hyp_labels must have the same shape, got "
                      f"{ref.shape} and {hyp.shape}")
-  tp = (ref & hyp).sum(0)
-  fp = (~ref & hyp).sum(0)
-  fn = (ref & ~hyp).sum(0)
-  precision, recall = _safe_divide(tp, tp + fp), _safe_divide(tp, tp + fn)
-  f1 = _f1(precision, recall)
-  micro_precision = _safe_divide(tp.sum(), tp.sum() + fp.sum())
-  micro_recall = _safe_divide(tp.sum(), tp.sum() + fn.sum())
-  scores = {
-      "ce_precision": float(precision.mean()),
-      "ce_recall": float(recall.mean()),
-      "ce_f1": float(f1.mean()),
-      "ce_micro_precision": float(micro_precision),
-      "ce_micro_recall": float(micro_recall),
-      "ce_micro_f1": float(_f1(micro_precision, micro_recall)),
-  }
+  if not len(ref):
+    raise ValueError("ref_labels and hyp_labels must hold at least one report")
+  ref_present = np.isin(ref, (POSITIVE, UNCERTAIN))
+  hyp_present = np.isin(hyp, (POSITIVE, UNCERTAIN))
+  ref_positive, hyp_positive = ref == POSITIVE, hyp == POSITIVE
+
+  scores = _macro_micro(ref_present, hyp_present, "ce", "ce_micro")  # (a)
+  for name, value in zip(("precision", "recall", "f1"),
+                         _precision_recall_f1(ref_positive, hyp_positive, axis=1)):  # (b)
+    scores[f"ce_example_{name}"] = float(np.mean(value))
+  scores.update(_macro_micro(ref_positive, hyp_positive, "ce_pos_macro", "ce_pos_micro"))  # (c)
+  scores.update(_macro_micro(ref_present[:, _FIVE], hyp_present[:, _FIVE],
+                             "ce5_macro", "ce5_micro"))  # (d)
+  scores = {key: scores[key] for key, _ in CE_COLUMNS}
   if per_observation:
+    precision, recall, f1 = _precision_recall_f1(ref_present, hyp_present, axis=0)
+    support = ref_present.sum(0)
     for i, name in enumerate(OBSERVATIONS):
       scores[f"ce_precision/{name}"] = float(precision[i])
       scores[f"ce_recall/{name}"] = float(recall[i])
       scores[f"ce_f1/{name}"] = float(f1[i])
+      scores[f"ce_support/{name}"] = float(support[i])
   return scores
