@@ -31,75 +31,11 @@ import optax
 from flax import nnx
 
 from examples.rrg import models
+# Moved to tasks.py and decode.py; imported here for this module and its callers.
+from examples.rrg.decode import greedy_decode
+from examples.rrg.tasks import (BOS_ID, EOS_ID, PAD_ID, TASKS, alignment_loss,  # noqa: F401
+                                classification_loss, nll_loss, task_loss_terms, task_losses)
 
-TASKS = ("nll", "cls", "align")
-
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2  # fixed by examples.rrg.tokenizer.Tokenizer
-
-
-# ------------------------------------------------------------------------------------------------
-# Losses
-# ------------------------------------------------------------------------------------------------
-def nll_loss(logits: jax.Array, targets: jax.Array, pad_id: int = PAD_ID) -> jax.Array:
-  """Mean next-token NLL over non-pad targets. ``logits (B, T, V)``, ``targets (B, T)``."""
-  mask = (targets != pad_id).astype(jnp.float32)
-  nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-  return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Cross-entropy per observation, averaged. ``logits (B, 14, 4)``, ``labels (B, 14)``."""
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-  return ce.mean()
-
-
-def alignment_loss(image_emb: jax.Array, text_emb: jax.Array, tokens: jax.Array,
-                   temperature: float) -> jax.Array:
-  """Symmetric InfoNCE between unit-norm embeddings ``(B, E)``.
-
-  The target distribution of image ``i`` is uniform over the reports in the batch that are
-  token-for-token identical to report ``i`` (templated normal reports repeat), so identical
-  reports are never pushed apart.
-  """
-  sim = image_emb @ text_emb.T / temperature  # (B, B)
-  same = jnp.all(tokens[:, None, :] == tokens[None, :, :], axis=-1).astype(jnp.float32)
-  targets = same / same.sum(axis=1, keepdims=True)  # symmetric, so its transpose is the same
-  i2t = optax.softmax_cross_entropy(sim, targets)
-  t2i = optax.softmax_cross_entropy(sim.T, targets)
-  return 0.5 * (i2t.mean() + t2i.mean())
-
-
-def task_loss_terms(model: models.ReportGenerator, batch: dict, tasks: Sequence[str] = TASKS,
-                    *, temperature: float = 0.1) -> tuple[jax.Array, ...]:
-  """The K scalar losses ``(L_task for task in tasks)`` for one batch, as a tuple.
-
-  ``batch`` holds ``images (B, V, H, W, 1)``, ``tokens (B, T)`` and ``labels (B, 14)``.
-  Kept separate (not stacked) so that a per-task backward pass
-  (``value_and_task_grads(..., vectorize=False)``) skips what its loss does not use.
-  """
-  unknown = [t for t in tasks if t not in TASKS]
-  if unknown or not tasks:
-    raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {tuple(tasks)}")
-  tokens = batch["tokens"]
-  image_tokens, pooled = model.encode_images(batch["images"])
-  losses = []
-  for task in tasks:
-    if task == "nll":
-      logits = model.decode(tokens[:, :-1], image_tokens)
-      losses.append(nll_loss(logits, tokens[:, 1:]))
-    elif task == "cls":
-      losses.append(classification_loss(model.classify(pooled), batch["labels"]))
-    else:
-      image_emb = model.image_embedding(pooled)
-      text_emb = model.text_embedding(tokens)
-      losses.append(alignment_loss(image_emb, text_emb, tokens, temperature))
-  return tuple(losses)
-
-
-def task_losses(model: models.ReportGenerator, batch: dict, tasks: Sequence[str] = TASKS, *,
-                temperature: float = 0.1) -> jax.Array:
-  """:func:`task_loss_terms` stacked: the vector of shape ``(K,)``."""
-  return jnp.stack(task_loss_terms(model, batch, tasks, temperature=temperature))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,36 +143,6 @@ def make_train_step(tasks: Sequence[str] = TASKS, *, temperature: float = 0.1) -
 # ------------------------------------------------------------------------------------------------
 # Greedy decoding and evaluation
 # ------------------------------------------------------------------------------------------------
-@nnx.jit(static_argnames=("max_len",))
-def greedy_decode(model: models.ReportGenerator, images: jax.Array, *, max_len: int) -> jax.Array:
-  """Greedy report generation: ``(B, max_len)`` tokens ``[BOS w1 ... EOS pad ...]``.
-
-  Fixed shapes: the decoder re-reads the whole ``max_len - 1`` buffer at every step (causal
-  attention makes the not-yet-written positions irrelevant), and the loop stops early once
-  every sequence has emitted EOS.
-  """
-  b = images.shape[0]
-  image_tokens, _ = model.encode_images(images)
-  buf = jnp.full((b, max_len), PAD_ID, jnp.int32).at[:, 0].set(BOS_ID)
-  done = jnp.zeros((b,), bool)
-
-  def cond(carry):
-    t, _, done = carry
-    return (t < max_len - 1) & ~jnp.all(done)
-
-  def body(carry):
-    t, buf, done = carry
-    logits = model.decode(buf[:, :-1], image_tokens)  # (B, max_len - 1, V)
-    step_logits = jax.lax.dynamic_index_in_dim(logits, t, axis=1, keepdims=False)
-    nxt = jnp.argmax(step_logits, axis=-1).astype(jnp.int32)
-    nxt = jnp.where(done, PAD_ID, nxt)
-    buf = jax.lax.dynamic_update_index_in_dim(buf, nxt, t + 1, axis=1)
-    return t + 1, buf, done | (nxt == EOS_ID)
-
-  _, buf, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), buf, done))
-  return buf
-
-
 def generate_reports(model: models.ReportGenerator, split, tokenizer, *, batch_size: int,
                      max_len: int) -> list[str]:
   """Greedy reports for every example of ``split`` (last batch padded to one compiled shape)."""
