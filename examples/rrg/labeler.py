@@ -1,10 +1,18 @@
 """A rule-based, CheXpert-style labeler for chest radiograph reports.
 
 `label_report` maps a report to one label per CheXpert observation (`OBSERVATIONS`), each one of
-`BLANK` (not mentioned), `POSITIVE`, `NEGATIVE` or `UNCERTAIN`, in three stages that mirror the
+`BLANK` (not mentioned), `POSITIVE`, `NEGATIVE` or `UNCERTAIN`, in stages that mirror the
 CheXpert labeler (Irvin et al., AAAI 2019):
 
+0. *Sections* (`findings_text`): when a whole report has section headers (FINDINGS:,
+   IMPRESSION:, HISTORY:, INDICATION:, COMPARISON:, TECHNIQUE:, ...), only FINDINGS and
+   IMPRESSION are labelled, so that "INDICATION: History of pneumothorax" is not a finding.
 1. *Mention extraction*: phrases from a fixed list per observation, longest phrase first.
+   Support devices include lines, catheters, ports, pacers, wires and clips; contours and the
+   cardiomediastinal silhouette mention Enlarged Cardiomediastinum. Phrases that contain such a
+   word but name nothing ("pleural line", "diaphragmatic contour") are matched and ignored.
+   A second list names findings outside the 14 (CheXpert's No Finding mentions: emphysema,
+   granuloma, degenerative change, scarring, hernia, ...).
 2. *Classification* of every mention by negation and uncertainty cues in its clause: a cue
    placed before a mention ("no", "without", "possible", "cannot exclude", ...) reaches forward
    up to the next verb (such as "is") or the next cue; a cue placed after it ("is normal",
@@ -12,10 +20,15 @@ CheXpert labeler (Irvin et al., AAAI 2019):
    cue already reaches a later mention ("opacity, likely atelectasis": only atelectasis is
    uncertain; "versus" and "?" reach both ways). Uncertainty cues that contain a negation
    ("cannot exclude", "not excluded", "no new") win over negation, negation wins over the other
-   uncertainty cues.
+   uncertainty cues. Stability phrasing of follow-up reports ("no change in", "unchanged",
+   "not (significantly) changed", "has not changed", "stable", "again seen", ...) is a cue of
+   its own that keeps a finding as it is ("no significant change in moderate cardiomegaly" is
+   positive); only about the heart or the mediastinum without "enlarged" ("heart size is
+   stable") it is uncertain, as in CheXpert. Vascular congestion, pulmonary congestion,
+   vascular prominence and indistinctness are uncertain edema when stated plainly (CheXpert).
 3. *Aggregation* over mentions: positive > uncertain > negative > blank; "chf" or "heart failure"
    adds an uncertain cardiomegaly mention; No Finding is positive iff no observation other than
-   Support Devices is positive or uncertain, and blank otherwise.
+   Support Devices, and no other finding, is positive or uncertain, and blank otherwise.
 
 Sentences end at ".", ";", "!" or a new line. A sentence is split into clauses before words such
 as "but", "however", "which", "with", "without", and at "," or "and" when a new clause starts
@@ -64,10 +77,11 @@ _PRIORITY = {BLANK: 0, NEGATIVE: 1, UNCERTAIN: 2, POSITIVE: 3}
 
 _MENTIONS: dict[str, tuple[str, ...]] = {
     "Enlarged Cardiomediastinum": (
-        "cardiomediastinum", "enlarged cardiomediastinum", "cardiomediastinal silhouette",
-        "cardiomediastinal contour", "cardiomediastinal contours", "mediastinum",
-        "mediastinal silhouette", "mediastinal contour", "mediastinal contours",
+        "cardiomediastinum", "enlarged cardiomediastinum", "cardiomediastinal",
+        "cardiomediastinal silhouette", "cardiomediastinal contour", "cardiomediastinal contours",
+        "mediastinum", "mediastinal silhouette", "mediastinal contour", "mediastinal contours",
         "mediastinal widening", "widened mediastinum", "mediastinal configuration",
+        "contour", "contours", "hilar contour", "hilar contours", "pericardial silhouette",
     ),
     "Cardiomegaly": (
         "cardiomegaly", "the heart", "heart size", "cardiac size", "enlarged heart",
@@ -85,8 +99,9 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
         "carcinoma", "lump",
     ),
     "Edema": (
-        "edema", "vascular congestion", "pulmonary congestion", "congestion", "heart failure",
-        "chf", "cephalization", "kerley b lines", "fluid overload",
+        "edema", "vascular congestion", "pulmonary vascular congestion", "pulmonary congestion",
+        "congestion", "vascular prominence", "indistinctness", "heart failure", "chf",
+        "cephalization", "kerley b lines", "kerley lines", "fluid overload",
     ),
     "Consolidation": ("consolidation", "consolidations", "consolidative opacity"),
     "Pneumonia": (
@@ -103,15 +118,71 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Pleural Other": (
         "pleural thickening", "pleural scarring", "pleural scar", "pleural plaque",
-        "pleural plaques", "pleural calcification", "fibrothorax",
+        "pleural plaques", "pleural calcification", "fibrothorax", "fibrosis",
+        "pleuroparenchymal scarring", "pleural parenchymal scarring", "pleural parenchymal scar",
+        "apical cap", "apical capping",
     ),
     "Fracture": ("fracture", "fractures", "fractured"),
     "Support Devices": (
-        "tube", "tubes", "catheter", "catheters", "central line", "central venous line",
-        "picc", "pacemaker", "pacer", "support device", "support devices", "sternotomy wires",
-        "port", "stent", "defibrillator",
+        "tube", "tubes", "catheter", "catheters", "line", "lines", "central line",
+        "central venous line", "picc", "port", "ports", "mediport", "portacath", "pacemaker",
+        "pacer", "pacing wires", "wire", "wires", "sternotomy wires", "clip", "clips",
+        "support device", "support devices", "device", "devices", "stent", "stents",
+        "defibrillator", "icd", "aicd", "hardware", "screw", "screws", "coil", "coils",
+        "drain", "drains", "cannula", "apparatus", "valve replacement", "prosthetic valve",
+        "dobhoff", "swan ganz",
     ),
 }
+
+# Findings outside the 14 observations (CheXpert's "No Finding" mention list, in our words):
+# positive or uncertain, they make No Finding blank; they label no observation.
+_OTHER_FINDING = "other finding"
+_OTHER_FINDINGS: tuple[str, ...] = (
+    "emphysema", "emphysematous", "copd", "chronic obstructive", "hyperinflation",
+    "hyperinflated", "hyperexpansion", "hyperexpanded", "bulla", "bullae", "bullous",
+    "granuloma", "granulomas", "granulomatous", "calcification", "calcifications", "calcified",
+    "degenerative", "degeneration", "scoliosis", "kyphosis", "kyphotic", "osteopenia",
+    "osteopenic", "osteophyte", "osteophytes", "osteophytosis", "scar", "scarring",
+    "elevation", "elevated", "eventration", "hernia", "thickening", "peribronchial cuffing",
+    "cuffing", "atherosclerosis", "atherosclerotic", "metastasis", "metastases", "metastatic",
+    "pneumomediastinum", "pneumoperitoneum", "contusion", "hematoma", "hemorrhage",
+    "aspiration", "bronchitis", "bronchiolitis", "airways disease", "airway disease",
+    "asthma", "bronchospasm", "inflammation", "inflammatory", "prominence", "prominent",
+    "pulmonary hypertension", "deformity", "deformities", "irregular lucency", "thoracentesis",
+    "radiopaque", "bullet", "tracheostomy", "aerophagia", "arthropathy", "osteodystrophy",
+    "plaque", "plaques", "blunting", "blunted",
+)
+
+# Phrases that contain a mention word but name no observation; matched so that their words
+# are not read as mentions ("pleural line" is not a line, "diaphragmatic contour" not the
+# mediastinum's).
+_NOT_MENTIONS: tuple[str, ...] = (
+    "pleural line", "pleural lines", "skin fold", "skin folds", "skin line", "septal lines",
+    "junction line", "paraspinal line", "azygoesophageal line", "diaphragmatic contour",
+    "diaphragmatic contours", "hemidiaphragm contour", "hemidiaphragmatic contour",
+    "costophrenic angle", "costophrenic angles", "aortic contour", "aortic knob",
+)
+
+# Mentions that name the heart or mediastinum without saying whether it is enlarged: "stable"
+# or "unchanged" about them is uncertain (CheXpert), unless the clause says "enlarged".
+_ANATOMY: frozenset[str] = frozenset({
+    "the heart", "heart size", "cardiac size", "cardiac silhouette", "cardiac contour",
+    "cardiac contours", "cardiac shadow", "cardiomediastinum", "cardiomediastinal",
+    "cardiomediastinal silhouette", "cardiomediastinal contour", "cardiomediastinal contours",
+    "mediastinum", "mediastinal silhouette", "mediastinal contour", "mediastinal contours",
+    "mediastinal configuration", "contour", "contours", "hilar contour", "hilar contours",
+    "pericardial silhouette",
+})
+_ENLARGED: frozenset[str] = frozenset({
+    "enlarged", "enlargement", "widened", "widening", "large", "prominent", "cardiomegaly",
+})
+
+# Mentions that are uncertain even when stated plainly (CheXpert: vascular congestion,
+# pulmonary congestion, indistinctness and vascular prominence suggest edema, no more).
+_UNCERTAIN_MENTIONS: frozenset[str] = frozenset({
+    "vascular congestion", "pulmonary vascular congestion", "pulmonary congestion",
+    "congestion", "vascular prominence", "indistinctness",
+})
 
 # Mentions of edema that, when positive or uncertain, also make cardiomegaly uncertain.
 _HEART_FAILURE = ("heart failure", "chf")
@@ -120,8 +191,27 @@ _HEART_FAILURE = ("heart failure", "chf")
 _NEG_PRE, _NEG_POST = "neg_pre", "neg_post"
 _UNC_PRE, _UNC_POST = "unc_pre", "unc_post"
 _STRONG_UNC_PRE, _STRONG_UNC_POST = "strong_unc_pre", "strong_unc_post"
+_STABLE_PRE, _STABLE_POST = "stable_pre", "stable_post"
+
+# Stability phrasing of follow-up reports: it keeps a finding as it is. Listed as cues so that
+# their "no" / "not" / "without" is not read as a negation (the longest phrase wins).
+_STABILITY: tuple[str, ...] = (
+    "no change", "no change in", "no significant change", "no significant change in",
+    "no interval change", "no interval change in", "no significant interval change",
+    "no significant interval change in", "no appreciable change", "no appreciable change in",
+    "no substantial change in", "no definite change in", "without change",
+    "without change in", "without significant change", "without significant change in",
+    "without interval change", "without interval change in", "not changed",
+    "not significantly changed", "not substantially changed", "not appreciably changed",
+    "not changed significantly", "unchanged", "grossly unchanged", "essentially unchanged",
+    "stable", "grossly stable", "essentially stable", "again seen", "again noted",
+    "again demonstrated", "again identified", "similar", "similar to prior",
+    "little change", "little interval change",
+)
 
 _CUES: dict[str, tuple[str, ...]] = {
+    _STABLE_PRE: _STABILITY,
+    _STABLE_POST: _STABILITY,
     _STRONG_UNC_PRE: (
         "cannot exclude", "can not exclude", "cannot rule out", "can not rule out",
         "not exclude", "no new",
@@ -177,11 +267,17 @@ _DECIMAL_RE = re.compile(r"(\d)\.(\d)")
 def _phrase_index() -> dict[tuple[str, ...], list[tuple[str, str]]]:
   """Maps each phrase's tokens to its (kind, value) entries.
 
-  kind is "mention" (value: the observation) or "cue" (value: the cue kind); a phrase that is a
-  cue of two kinds (e.g. "not" before and after a mention) has two entries.
+  kind is "mention" (value: the observation, or `_OTHER_FINDING`), "cue" (value: the cue kind)
+  or "none" (a phrase that names nothing); a phrase that is a cue of two kinds (e.g. "not"
+  before and after a mention) has two entries.
   """
   index: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-  for kind, groups in (("mention", _MENTIONS), ("cue", _CUES)):
+  groups_by_kind = (
+      ("mention", {**_MENTIONS, _OTHER_FINDING: _OTHER_FINDINGS}),
+      ("cue", _CUES),
+      ("none", {"": _NOT_MENTIONS}),
+  )
+  for kind, groups in groups_by_kind:
     for value, phrases in groups.items():
       for phrase in phrases:
         index.setdefault(tuple(phrase.split()), []).append((kind, value))
@@ -190,6 +286,52 @@ def _phrase_index() -> dict[tuple[str, ...], list[tuple[str, str]]]:
 
 _PHRASE_INDEX = _phrase_index()
 _MAX_PHRASE_LEN = max(len(tokens) for tokens in _PHRASE_INDEX)
+
+
+# Section headers of whole reports ("FINDINGS:", "INDICATION:", ...), at the start of the text,
+# of a line or of a sentence. Only the findings and impression sections are labelled.
+_LABELLED_SECTIONS = ("findings", "finding", "impression", "impressions", "conclusion",
+                      "conclusions")
+_OTHER_SECTIONS = (
+    "history", "clinical history", "medical history", "indication", "indications",
+    "clinical indication", "reason for exam", "reason for examination", "reason for study",
+    "comparison", "comparisons", "technique", "examination", "exam", "procedure",
+    "clinical information", "clinical data", "notification", "recommendation",
+    "recommendations", "wet read", "type of examination", "reference exam", "provisional",
+)
+_HEADER_RE = re.compile(
+    r"(?:^|(?<=[\n.;]))[ \t]*("
+    + "|".join(sorted((re.escape(h).replace(r"\ ", r"\s+")
+                       for h in (*_LABELLED_SECTIONS, *_OTHER_SECTIONS)),
+                      key=len, reverse=True))
+    + r")(?:\(s\))?[ \t]*:", re.IGNORECASE)
+
+
+def findings_text(report: str) -> str:
+  """The part of a report that `label_report` labels: its findings and impression.
+
+  Without section headers the whole text is returned. With headers (case-insensitive, followed
+  by ":" at the start of the text, a line or a sentence: FINDINGS, IMPRESSION, CONCLUSION,
+  HISTORY, INDICATION, COMPARISON, TECHNIQUE, EXAMINATION, ...), only the FINDINGS, IMPRESSION
+  and CONCLUSION sections are kept, one per line; when none of these is present, only the
+  text before the first header.
+
+  Example:
+    >>> findings_text("INDICATION: History of pneumothorax.\\nFINDINGS: Lungs are clear.")
+    'Lungs are clear.'
+  """
+  headers = list(_HEADER_RE.finditer(report))
+  if not headers:
+    return report
+  kept = []
+  for header, following in zip(headers, headers[1:] + [None]):
+    name = " ".join(header.group(1).lower().split())
+    if name in _LABELLED_SECTIONS:
+      end = following.start() if following is not None else len(report)
+      kept.append(report[header.end():end].strip())
+  if not kept:
+    return report[:headers[0].start()].strip()
+  return "\n".join(kept)
 
 
 def _sentences(text: str) -> list[list[str]]:
@@ -281,6 +423,10 @@ def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
               claimed: set[int]) -> int:
   """Label of a mention from the cues of its clause.
 
+  Strong uncertainty > negation > uncertainty > positive. Stability cues ("unchanged",
+  "no change in", ...) leave a finding as it is, but make a mention of the heart or the
+  mediastinum that does not say "enlarged" uncertain.
+
   A cue placed after the mention applies to it unless the cue is `claimed` (its start is in
   the set): a cue that reaches a later mention ("opacity, likely atelectasis") applies only
   forward.
@@ -299,6 +445,11 @@ def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
     return NEGATIVE
   if "unc" in kinds:
     return UNCERTAIN
+  text = " ".join(clause[mention.start:mention.end])
+  if text in _UNCERTAIN_MENTIONS:
+    return UNCERTAIN
+  if "stable" in kinds and text in _ANATOMY and not _ENLARGED.intersection(clause):
+    return UNCERTAIN  # "heart size is unchanged": neither normal nor enlarged
   return POSITIVE
 
 
@@ -337,12 +488,16 @@ def _aggregate(mentions: Iterable[tuple[str, str, int]]) -> np.ndarray:
     if _PRIORITY[label] > _PRIORITY[int(labels[index])]:
       labels[index] = label
 
+  other_finding = False
   for observation, text, label in mentions:
+    if observation == _OTHER_FINDING:
+      other_finding |= label in (POSITIVE, UNCERTAIN)
+      continue
     add(_INDEX[observation], label)
     if text in _HEART_FAILURE and label in (POSITIVE, UNCERTAIN):
       add(_CARDIOMEGALY, UNCERTAIN)
   findings = np.delete(labels, [_SUPPORT_DEVICES, _NO_FINDING])
-  if not np.isin(findings, (POSITIVE, UNCERTAIN)).any():
+  if not (other_finding or np.isin(findings, (POSITIVE, UNCERTAIN)).any()):
     labels[_NO_FINDING] = POSITIVE
   return labels
 
@@ -364,7 +519,7 @@ def label_report(text: str) -> np.ndarray:
   """
   if not isinstance(text, str):
     raise TypeError(f"text must be a str, got {type(text).__name__}")
-  return _aggregate(_mentions(text))
+  return _aggregate(_mentions(findings_text(text)))
 
 
 def label_reports(texts: Sequence[str]) -> np.ndarray:

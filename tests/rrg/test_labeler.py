@@ -5,7 +5,8 @@ import pytest
 
 from examples.rrg import labeler
 from examples.rrg.labeler import (BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN,
-                                  label_report, label_reports, load_labels_file)
+                                  findings_text, label_report, label_reports,
+                                  load_labels_file)
 
 P, N, U = POSITIVE, NEGATIVE, UNCERTAIN
 
@@ -84,7 +85,165 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("text, expected", CASES, ids=[c[0][:40] or "empty" for c in CASES])
+# Follow-up reports: stability phrasing keeps a finding as it is (MIMIC and IU phrasing).
+STABILITY_CASES = [
+    ("Moderate cardiomegaly is unchanged.", _labels(Cardiomegaly=P)),
+    ("No significant interval change in the small right pleural effusion.",
+     _labels(Pleural_Effusion=P)),
+    ("The left basilar opacity has not changed.", _labels(Lung_Opacity=P)),
+    ("Stable small bilateral pleural effusions.", _labels(Pleural_Effusion=P)),
+    ("Right lower lobe consolidation is again seen.", _labels(Consolidation=P)),
+    ("Again noted is a 1 cm nodule in the left upper lobe.", _labels(Lung_Lesion=P)),
+    ("Mild pulmonary edema, not substantially changed from the prior study.",
+     _labels(Edema=P)),
+    ("Retrocardiac atelectasis without significant change.", _labels(Atelectasis=P)),
+    ("Pneumothorax is essentially unchanged in size compared to the prior radiograph.",
+     _labels(Pneumothorax=P)),
+    ("There is little interval change in the bibasilar atelectasis.", _labels(Atelectasis=P)),
+    ("Severe cardiomegaly is grossly unchanged compared to prior.", _labels(Cardiomegaly=P)),
+    ("Stable cardiomegaly. No focal airspace disease.",
+     _labels(Cardiomegaly=P, Lung_Opacity=N)),
+    ("Unchanged position of the endotracheal tube.", _labels(Support_Devices=P, No_Finding=P)),
+    ("The right pleural effusion has decreased in size.", _labels(Pleural_Effusion=P)),
+    # ... while negation around it still works.
+    ("No pneumothorax. Otherwise no change.", _labels(Pneumothorax=N, No_Finding=P)),
+    ("No pleural effusion, unchanged from prior.", _labels(Pleural_Effusion=N, No_Finding=P)),
+    ("Heart size is normal and unchanged.", _labels(Cardiomegaly=N, No_Finding=P)),
+    ("The lungs remain clear without pleural effusion.",
+     _labels(Pleural_Effusion=N, No_Finding=P)),
+    ("Resolved left pneumothorax; no change in the right effusion.",
+     _labels(Pneumothorax=N, Pleural_Effusion=P)),
+    ("No new consolidation, stable small left effusion.",
+     _labels(Consolidation=U, Pleural_Effusion=P)),
+    ("The previously seen right pneumothorax is no longer visualized.",
+     _labels(Pneumothorax=N, No_Finding=P)),
+    ("Stable appearance of the chest.", _labels(No_Finding=P)),
+    # Stability of the heart or mediastinum without "enlarged" is uncertain (CheXpert's rule).
+    ("Heart size is unchanged.", _labels(Cardiomegaly=U)),
+    ("Stable cardiomediastinal silhouette.", _labels(Enlarged_Cardiomediastinum=U)),
+    ("Heart size and mediastinal contours are stable.",
+     _labels(Cardiomegaly=U, Enlarged_Cardiomediastinum=U)),
+    ("The cardiac silhouette remains mildly enlarged, unchanged.", _labels(Cardiomegaly=P)),
+    ("The cardiomediastinal silhouette is stable and within normal limits.",
+     _labels(Enlarged_Cardiomediastinum=N, No_Finding=P)),
+]
+
+DEVICE_CASES = [
+    ("Tip of the left subclavian line projects over the mid SVC.",
+     _labels(Support_Devices=P, No_Finding=P)),
+    ("Right-sided Port-A-Cath terminates in the low SVC.",
+     _labels(Support_Devices=P, No_Finding=P)),
+    ("Left chest wall pacer with leads in the right atrium and right ventricle.",
+     _labels(Support_Devices=P, No_Finding=P)),
+    ("Median sternotomy wires and mediastinal clips are intact.",
+     _labels(Support_Devices=P, No_Finding=P)),
+    ("Surgical clips project over the right upper quadrant.",
+     _labels(Support_Devices=P, No_Finding=P)),
+    ("Dual-lead pacemaker device is unchanged.", _labels(Support_Devices=P, No_Finding=P)),
+    ("ET tube in standard position. Enteric tube courses below the diaphragm.",
+     _labels(Support_Devices=P, No_Finding=P)),
+    ("Interval removal of the right internal jugular line.",
+     _labels(Support_Devices=N, No_Finding=P)),
+    ("The nasogastric tube and right PICC line have been removed.",
+     _labels(Support_Devices=N, No_Finding=P)),
+    # "Pleural line" is not a line.
+    ("Visceral pleural line at the right apex consistent with a small pneumothorax.",
+     _labels(Pneumothorax=P)),
+]
+
+CONTOUR_CASES = [
+    ("Normal cardiomediastinal and hilar contours.",
+     _labels(Enlarged_Cardiomediastinum=N, No_Finding=P)),
+    ("The mediastinal and hilar contours are within normal limits.",
+     _labels(Enlarged_Cardiomediastinum=N, No_Finding=P)),
+    ("Cardiomediastinal contours are unremarkable.",
+     _labels(Enlarged_Cardiomediastinum=N, No_Finding=P)),
+    ("Hilar and mediastinal contours are normal.",
+     _labels(Enlarged_Cardiomediastinum=N, No_Finding=P)),
+    ("The heart is normal in size. The mediastinum is unremarkable. The lungs are clear.",
+     _labels(Cardiomegaly=N, Enlarged_Cardiomediastinum=N, No_Finding=P)),
+    ("The cardiomediastinal silhouette is enlarged.", _labels(Enlarged_Cardiomediastinum=P)),
+    ("The left hemidiaphragm contour is obscured.", _labels(No_Finding=P)),
+]
+
+EDEMA_CASES = [
+    ("Mild pulmonary vascular congestion.", _labels(Edema=U)),
+    ("There is no pulmonary vascular congestion.", _labels(Edema=N, No_Finding=P)),
+    ("Moderate pulmonary edema with vascular congestion.", _labels(Edema=P)),
+    ("Vascular congestion has slightly improved.", _labels(Edema=U)),
+    ("Vascular indistinctness suggests mild interstitial edema.", _labels(Edema=U)),
+    ("Cephalization of the pulmonary vasculature.", _labels(Edema=P)),
+    ("Congestive heart failure.", _labels(Edema=P, Cardiomegaly=U)),
+]
+
+# Findings outside the 14 block No Finding when stated, not when negated.
+OTHER_FINDING_CASES = [
+    ("Hyperinflated lungs consistent with COPD.", _labels()),
+    ("Degenerative changes are noted in the thoracic spine.", _labels()),
+    ("Calcified granuloma in the left upper lobe.", _labels()),
+    ("Mild elevation of the right hemidiaphragm.", _labels()),
+    ("Moderate thoracic scoliosis. Lungs are clear.", _labels()),
+    ("Atherosclerotic calcifications of the aortic arch.", _labels()),
+    ("T-spine osteophytes.", _labels()),
+    ("Possible emphysema.", _labels()),
+    ("Small hiatal hernia. No acute cardiopulmonary process.", _labels()),
+    ("Biapical pleural-parenchymal scarring.", _labels(Pleural_Other=P)),
+    ("No emphysema or hiatal hernia.", _labels(No_Finding=P)),
+    ("No evidence of pneumomediastinum. No pneumothorax.",
+     _labels(Pneumothorax=N, No_Finding=P)),
+    ("There is no free air under the diaphragm.", _labels(No_Finding=P)),
+]
+
+# Whole reports: only FINDINGS and IMPRESSION are labelled when section headers are present.
+SECTION_CASES = [
+    ("FINAL REPORT\nEXAMINATION: CHEST (PA AND LAT)\n\nINDICATION: History of pneumothorax, "
+     "now with chest pain.\n\nTECHNIQUE: PA and lateral views of the chest.\n\nCOMPARISON: "
+     "Chest radiograph from last week.\n\nFINDINGS:\n\nThe lungs are clear. No pneumothorax."
+     "\n\nIMPRESSION:\n\nNo acute cardiopulmonary process.",
+     _labels(Pneumothorax=N, No_Finding=P)),
+    ("HISTORY: Cough, fever, rule out pneumonia.\nFINDINGS: Heart size normal. Lungs clear."
+     "\nIMPRESSION: No pneumonia.",
+     _labels(Cardiomegaly=N, Pneumonia=N, No_Finding=P)),
+    ("INDICATION: Intubated patient with heart failure, assess ET tube.\nCOMPARISON: Chest "
+     "radiograph from yesterday.\nIMPRESSION: Endotracheal tube terminates 4 cm above the "
+     "carina. Stable left pleural effusion.",
+     _labels(Support_Devices=P, Pleural_Effusion=P)),
+    ("Indication: chest pain. Findings: mild cardiomegaly.", _labels(Cardiomegaly=P)),
+    ("COMPARISON: None. INDICATION: XXXX-year-old male with pleural effusion. FINDINGS: The "
+     "heart is normal in size. The mediastinum is unremarkable. IMPRESSION: No acute disease.",
+     _labels(Cardiomegaly=N, Enlarged_Cardiomediastinum=N, No_Finding=P)),
+    ("INDICATION: Pneumonia?\nTECHNIQUE: Portable AP view.", _labels(No_Finding=P)),
+    ("WET READ: pneumothorax on the left.\nFINDINGS: No pneumothorax.",
+     _labels(Pneumothorax=N, No_Finding=P)),
+    ("Findings consistent with pneumonia in the right lower lobe.", _labels(Pneumonia=P)),
+]
+
+# Negation and uncertainty that must keep working (MIMIC and IU phrasing).
+MORE_CASES = [
+    ("No acute cardiopulmonary abnormality.", _labels(No_Finding=P)),
+    ("The lungs are clear without focal consolidation, effusion, or pneumothorax.",
+     _labels(Consolidation=N, Pleural_Effusion=N, Pneumothorax=N, No_Finding=P)),
+    ("Low lung volumes with bibasilar atelectasis.", _labels(Atelectasis=P)),
+    ("Cannot exclude a small left pleural effusion.", _labels(Pleural_Effusion=U)),
+    ("Right lower lobe opacity may reflect atelectasis or pneumonia.",
+     _labels(Lung_Opacity=P, Atelectasis=U, Pneumonia=U)),
+    ("Heart size is top normal.", _labels(Cardiomegaly=N, No_Finding=P)),
+    ("Left lower lobe collapse.", _labels(Atelectasis=P)),
+    ("Heart size within normal limits. No focal airspace disease. No pneumothorax or effusions.",
+     _labels(Cardiomegaly=N, Lung_Opacity=N, Pneumothorax=N, Pleural_Effusion=N,
+             No_Finding=P)),
+    ("Possible trace right pleural effusion versus pleural thickening.",
+     _labels(Pleural_Effusion=U, Pleural_Other=U)),
+    ("Bony structures are intact.", _labels(No_Finding=P)),
+    ("No displaced rib fractures are identified.", _labels(Fracture=N, No_Finding=P)),
+]
+
+ALL_CASES = (CASES + STABILITY_CASES + DEVICE_CASES + CONTOUR_CASES + EDEMA_CASES
+             + OTHER_FINDING_CASES + SECTION_CASES + MORE_CASES)
+
+
+@pytest.mark.parametrize("text, expected", ALL_CASES,
+                         ids=[c[0][:40] or "empty" for c in ALL_CASES])
 def test_label_report_written_sentences(text, expected):
   got = label_report(text)
   assert got.dtype == np.int32 and got.shape == (14,)
@@ -163,9 +322,47 @@ def test_label_report_rejects_non_str():
     label_report(None)
 
 
-def test_every_mention_phrase_is_labelled_positive_alone():
-  """Each phrase of the mention lists is found on its own (guards against typos/overlaps)."""
-  for observation, phrases in labeler._MENTIONS.items():  # pylint: disable=protected-access
+# pylint: disable=protected-access
+def test_every_mention_phrase_is_labelled_alone():
+  """Each phrase of the mention lists is found on its own (guards against typos/overlaps):
+  positive, or uncertain for the mentions that only suggest edema."""
+  for observation, phrases in labeler._MENTIONS.items():
     index = OBSERVATIONS.index(observation)
     for phrase in phrases:
-      assert label_report(f"{phrase} .")[index] == POSITIVE, phrase
+      want = UNCERTAIN if phrase in labeler._UNCERTAIN_MENTIONS else POSITIVE
+      assert label_report(f"{phrase} .")[index] == want, phrase
+      assert label_report(f"no {phrase} .")[index] == NEGATIVE, phrase
+  assert labeler._UNCERTAIN_MENTIONS <= set(labeler._MENTIONS["Edema"])
+  assert labeler._ANATOMY <= {p for ps in labeler._MENTIONS.values() for p in ps}
+
+
+def test_every_other_finding_blocks_no_finding_alone():
+  for phrase in labeler._OTHER_FINDINGS:
+    assert (label_report(f"{phrase} .") == BLANK).all(), phrase
+    assert (label_report(f"no {phrase} .") == _labels(No_Finding=P)).all(), phrase
+    assert (label_report(f"possible {phrase} .") == BLANK).all(), phrase
+
+
+def test_phrases_that_name_nothing_label_nothing():
+  for phrase in labeler._NOT_MENTIONS:
+    assert (label_report(f"the {phrase} is seen .") == _labels(No_Finding=P)).all(), phrase
+
+
+def test_stability_phrases_never_negate():
+  """Each stability phrase before or after a finding leaves it positive."""
+  for phrase in labeler._STABILITY:
+    for text in (f"{phrase} small left pleural effusion .",
+                 f"small left pleural effusion , {phrase} ."):
+      assert label_report(text)[OBSERVATIONS.index("Pleural Effusion")] == POSITIVE, text
+
+
+def test_findings_text_keeps_findings_and_impression():
+  report = ("FINAL REPORT\nINDICATION: History of CHF.\nFINDINGS: Mild edema.\n"
+            "COMPARISON: None.\nIMPRESSION: Edema.\nRECOMMENDATION(S): Follow up.")
+  assert findings_text(report) == "Mild edema.\nEdema."
+  assert findings_text("Mild edema.") == "Mild edema."
+  assert findings_text("History: asthma. The lungs are clear.") == ""
+  assert findings_text("Clinical history: asthma.\nimpression:   clear lungs") == "clear lungs"
+  # A header word not followed by ":" or not at the start of a sentence is text.
+  assert findings_text("Findings suggest edema.") == "Findings suggest edema."
+  assert findings_text("no change in findings: see below") == "no change in findings: see below"
