@@ -1,4 +1,4 @@
-"""Multi-task training and evaluation of the RRG model.
+"""One training run of the RRG example: ``train_and_evaluate(config, workdir)``.
 
 The tasks and their losses (one scalar each; ``task_loss_terms`` returns them as a tuple of K,
 ``task_losses`` as a vector):
@@ -9,17 +9,24 @@ The tasks and their losses (one scalar each; ``task_loss_terms`` returns them as
 * ``align`` -- symmetric InfoNCE between image and report embeddings (``L_align``); reports
   that are word-for-word identical within a batch count as positives of each other.
 
-One training step computes the K per-task gradients with
-:func:`came_grad_jax.value_and_task_grads` (one forward pass, K backward passes) and hands the
-stacked gradients to an ``nnx.Optimizer`` whose transformation is
-``optax.chain(<method>(task_weights=w), optax.adamw(...))``: the method (linear scalarization,
-CAME-Grad, CAGrad, ...) turns K task gradients into one update and AdamW does the rest.
+A method comes from the library's one registry (``came_grad_jax.make_method``) and is of one of
+two kinds. A *gradient* method (LS, CAME-Grad, CAGrad, MGDA, ...) gets the K task gradients
+(:func:`came_grad_jax.value_and_task_grads`: one forward pass, K backward passes) stacked, and
+``optax.chain(<method>, adamw)`` turns them into one update. A *loss* method (uncertainty
+weighting, DWA, FAMO) turns the K loss values into weights ``lambda_k`` and the model takes one
+backward pass of ``sum_k w_k lambda_k L_k``; with ``lambda = 1`` that is the plain LS trainer,
+the reference of the per-step time ratio.
+
+During training the model is evaluated on the val split every ``config.eval_every`` steps
+(CE-F1, the paper's ``monitor_metric``); the test metrics are those of the selected step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -30,6 +37,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+import came_grad_jax as cg
 from examples.rrg import models
 # Moved to tasks.py and decode.py; imported here for this module and its callers.
 from examples.rrg.decode import greedy_decode
@@ -39,67 +47,79 @@ from examples.rrg.tasks import (BOS_ID, EOS_ID, PAD_ID, TASKS, alignment_loss,  
 
 
 # ------------------------------------------------------------------------------------------------
-# Methods: name -> transformation that reduces stacked task gradients to one update
+# Methods from the library's registry
 # ------------------------------------------------------------------------------------------------
-_ALIASES = {"linear_scalarization": "ls", "came_grad": "came"}
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A method ready to train.
 
-
-def method_transformation(name: str, task_weights: Sequence[float], *,
-                          hparams: dict | None = None) -> optax.GradientTransformation:
-  """The library transformation called ``name``, with task weights ``w``.
-
-  ``ls`` is ``aggregate(weightings.linear_scalarization(), w)``, ``came`` is
-  ``came_grad(rho, kappa, nu, w)``, ``cagrad`` is ``aggregate(weightings.cagrad(c), w)``; any
-  other name is looked up as a factory ``came_grad_jax.<name>(task_weights=w)`` or, failing
-  that, as a weighting ``came_grad_jax.weightings.<name>()`` wrapped in ``aggregate``, so new
-  methods of the library are usable here without touching this file. ``hparams`` may hold
-  ``came_rho``, ``came_kappa``, ``came_nu`` and ``cagrad_c``.
+  Attributes:
+    name: its registry name (``"ls_plain"`` for the plain LS trainer).
+    kind: ``"gradient"`` -- ``tx`` takes the stacked task gradients; ``"loss"`` -- ``tx`` takes
+      the gradient of the weighted loss, whose weights ``weighting`` computes (None: fixed).
+    tx: the parameter update: ``chain(<method>, adamw)`` or ``adamw``.
+    weighting: a ``came_grad_jax.loss_weighting.LossWeighting`` or None.
   """
-  import came_grad_jax as cg  # pylint: disable=import-outside-toplevel
 
-  hp = {"came_rho": 0.5, "came_kappa": 1.5, "came_nu": 0.2, "cagrad_c": 0.4, **(hparams or {})}
-  w = jnp.asarray(task_weights, jnp.float32)
-  key = _ALIASES.get(name, name)
-  if key == "ls":
-    return cg.aggregate(cg.weightings.linear_scalarization(), task_weights=w)
-  if key == "came":
-    return cg.came_grad(rho=hp["came_rho"], kappa=hp["came_kappa"], nu=hp["came_nu"],
-                        task_weights=w)
-  if key == "cagrad":
-    return cg.aggregate(cg.weightings.cagrad(hp["cagrad_c"]), task_weights=w)
-  factory = getattr(cg, key, None)
-  if callable(factory) and not isinstance(factory, type):
-    try:
-      return factory(task_weights=w)
-    except TypeError:
-      pass  # e.g. a helper that is not a transformation factory
-  weighting = getattr(getattr(cg, "weightings", None), key, None)
-  if callable(weighting):
-    try:
-      return cg.aggregate(weighting(), task_weights=w)
-    except TypeError as e:
-      raise ValueError(f"method {name!r}: weightings.{key}() needs arguments ({e}); "
-                       "add it to method_transformation with its hyperparameters") from e
-  raise ValueError(
-      f"unknown method {name!r}: expected 'ls', 'came', 'cagrad', or the name of a "
-      "transformation factory in came_grad_jax or a weighting in came_grad_jax.weightings")
+  name: str
+  kind: str
+  tx: optax.GradientTransformation
+  weighting: Any = None
 
 
-def make_optimizer(method: str, task_weights: Sequence[float], *, learning_rate: float,
-                   weight_decay: float, num_steps: int, warmup_steps: int,
-                   hparams: dict | None = None) -> optax.GradientTransformation:
-  """``optax.chain(<method>(task_weights), adamw(warmup-cosine schedule))``."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=learning_rate, warmup_steps=max(warmup_steps, 1),
-      decay_steps=max(num_steps, warmup_steps + 1), end_value=0.1 * learning_rate)
-  return optax.chain(
-      method_transformation(method, task_weights, hparams=hparams),
-      optax.adamw(schedule, weight_decay=weight_decay),
-  )
+def learning_rate(config) -> optax.Schedule:
+  """Linear warmup over ``config.warmup_steps`` (a fraction of the budget), cosine to 10%."""
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=config.learning_rate, warmup_steps=config.warmup_steps,
+      decay_steps=max(config.num_steps, config.warmup_steps + 1),
+      end_value=0.1 * config.learning_rate)
+
+
+# Method -> the config fields of its hyperparameters (the registry's defaults for the rest).
+_HPARAMS = {"came": {"rho": "came_rho", "kappa": "came_kappa", "nu": "came_nu"},
+            "came_s1": {"rho": "came_rho"},
+            "came_s1_s2": {"rho": "came_rho", "kappa": "came_kappa"},
+            "came_s1_s3": {"rho": "came_rho", "nu": "came_nu"},
+            "cagrad": {"c": "cagrad_c"}}
+
+
+def _registry():
+  """The library's method registry (a temporary stand-in until it lands)."""
+  if hasattr(cg, "make_method"):
+    return cg
+  from examples.rrg import _registry_shim  # pylint: disable=import-outside-toplevel
+  return _registry_shim
+
+
+def method_names() -> tuple[str, ...]:
+  """Every method of the library's registry, in its order."""
+  return tuple(_registry().method_names())
+
+
+def make_method(config, name: str | None = None) -> Method:
+  """The :class:`Method` called ``name`` (default ``config.method``) with the config's weights.
+
+  Raises:
+    ValueError: ``name`` is not in ``came_grad_jax.method_names()`` (nor ``"ls_plain"``).
+  """
+  name = config.method if name is None else name
+  adamw = optax.adamw(learning_rate(config), weight_decay=config.weight_decay)
+  if name == "ls_plain":
+    return Method(name, "loss", adamw)
+  registry = _registry()
+  if name not in registry.method_names():
+    raise ValueError(f"unknown method {name!r}; expected one of {method_names()} "
+                     "(or 'ls_plain', 'ls_tuned' in a sweep)")
+  hparams = {k: getattr(config, field) for k, field in _HPARAMS.get(name, {}).items()}
+  made = registry.make_method(name, task_weights=config.task_weights,
+                              num_tasks=len(config.tasks), key=0, **hparams)
+  if registry.get_method(name).kind == "gradient":
+    return Method(name, "gradient", optax.chain(made, adamw))
+  return Method(name, "loss", adamw, made)
 
 
 # ------------------------------------------------------------------------------------------------
-# Training step
+# Training steps
 # ------------------------------------------------------------------------------------------------
 def diagnostics_of(optimizer: nnx.Optimizer) -> dict:
   """The method's last-step diagnostics as a dict of arrays (empty if it keeps none)."""
@@ -109,35 +129,64 @@ def diagnostics_of(optimizer: nnx.Optimizer) -> dict:
   return {k: jnp.asarray(v) for k, v in found._asdict().items()}
 
 
-@functools.lru_cache(maxsize=None)
-def make_train_step(tasks: Sequence[str] = TASKS, *, temperature: float = 0.1) -> Callable:
-  """A jit-compiled ``train_step(model, optimizer, batch) -> metrics`` updating both in place.
+@nnx.jit(static_argnames=("tasks", "temperature"))
+def gradient_step(model: models.ReportGenerator, optimizer: nnx.Optimizer, batch: dict, *,
+                  tasks: tuple[str, ...], temperature: float) -> dict:
+  """One step of a gradient method; returns ``losses (K,)`` and the method's diagnostics.
 
-  Cached: the same ``(tasks, temperature)`` gives the same function, hence one compilation per
-  model shape and optimizer (``tasks`` must be a tuple).
-
-  ``metrics`` has ``losses (K,)`` and the method's diagnostics (``cosine``, ``task_norms``,
-  ``drift_deg``, ``diffusion_decay``, ``energy_gain``, ``coefficients``, ``min_inner``).
+  Separate backward passes (``vectorize=False``): the classification and alignment losses
+  skip the decoder. ``nnx.jit`` compiles once per model shape and transformation object, so the
+  seeds of a method share a compilation when they share the :class:`Method`.
   """
-  from came_grad_jax import value_and_task_grads  # pylint: disable=import-outside-toplevel
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
-  tasks = tuple(tasks)
+  def losses_of(params):
+    return task_loss_terms(nnx.merge(graphdef, params, rest), batch, tasks,
+                           temperature=temperature)
 
-  @nnx.jit
-  def train_step(model: models.ReportGenerator, optimizer: nnx.Optimizer, batch: dict) -> dict:
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  losses, task_grads = cg.value_and_task_grads(losses_of, vectorize=False)(params)
+  optimizer.update(model, task_grads)
+  return {"losses": losses, **diagnostics_of(optimizer)}
 
-    def losses_of(params):
-      return task_loss_terms(nnx.merge(graphdef, params, rest), batch, tasks,
-                             temperature=temperature)
 
-    # L (K,) and g_k stacked on a leading axis K of every parameter leaf. Separate
-    # backward passes: the classification and alignment losses skip the decoder.
-    losses, task_grads = value_and_task_grads(losses_of, vectorize=False)(params)
-    optimizer.update(model, task_grads)
-    return {"losses": losses, **diagnostics_of(optimizer)}
+@nnx.jit(static_argnames=("tasks", "temperature", "task_weights", "weighting"))
+def weighted_loss_step(model: models.ReportGenerator, optimizer: nnx.Optimizer,
+                       weighting_state: Any, batch: dict, *, tasks: tuple[str, ...],
+                       temperature: float, task_weights: tuple[float, ...],
+                       weighting: Any = None) -> tuple[dict, Any]:
+  """One backward pass of ``sum_k w_k lambda_k L_k``, ``lambda`` from ``weighting`` (or 1).
 
-  return train_step
+  Returns ``({"losses", "coefficients": lambda}, new weighting state)``.
+  """
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  w = jnp.asarray(task_weights, jnp.float32)
+
+  def objective(params):
+    losses = jnp.stack(task_loss_terms(nnx.merge(graphdef, params, rest), batch, tasks,
+                                       temperature=temperature))
+    if weighting is None:
+      lam, state = jnp.ones_like(losses), weighting_state
+    else:
+      lam, state = weighting.update(losses, weighting_state)
+    lam = jax.lax.stop_gradient(lam)
+    return jnp.sum(w * lam * losses), (losses, lam, state)
+
+  (_, (losses, lam, state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  optimizer.update(model, grads)
+  return {"losses": losses, "coefficients": lam}, state
+
+
+def step_function(config, method: Method) -> Callable:
+  """``step(model, optimizer, weighting_state, batch) -> (metrics, weighting_state)``."""
+  tasks = tuple(config.tasks)
+  if method.kind == "gradient":
+    def step(model, optimizer, weighting_state, batch):
+      return gradient_step(model, optimizer, batch, tasks=tasks,
+                           temperature=config.temperature), weighting_state
+    return step
+  return functools.partial(weighted_loss_step, tasks=tasks, temperature=config.temperature,
+                           task_weights=tuple(float(w) for w in config.task_weights),
+                           weighting=method.weighting)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,24 +213,38 @@ def _eval_losses(model, batch, tasks, temperature):
   return task_losses(model, batch, tasks, temperature=temperature)
 
 
+def validation_ce_f1(model: models.ReportGenerator, split, tokenizer, *,
+                     batch_size: int) -> float:
+  """Macro CE-F1 (the paper's ``ce_f1``) of greedy reports on ``split``: the selection metric."""
+  from examples.rrg import labeler, metrics  # pylint: disable=import-outside-toplevel
+
+  hyps = generate_reports(model, split, tokenizer, batch_size=batch_size,
+                          max_len=split.tokens.shape[1])
+  return metrics.clinical_efficacy(np.asarray(split.labels), labeler.label_reports(hyps),
+                                   per_observation=False)["ce_f1"]
+
+
 def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence[str] = TASKS,
-             batch_size: int = 64, max_len: int | None = None,
-             temperature: float = 0.1, meteor: bool = False) -> tuple[dict, list[str]]:
+             batch_size: int = 64, temperature: float = 0.1,
+             meteor: bool = False) -> tuple[dict, list[str], Any]:
   """Report quality, clinical efficacy and task losses on ``split``.
 
   NLG metrics compare the generated reports with the tokenised-and-decoded references (what the
-  model can produce at best, as R2Gen does); clinical efficacy compares the split's reference
-  labels with the labels that ``labeler.label_reports`` reads off the generated text.
-  Returns ``(metrics, hypotheses)``.
-  """
-  from examples.rrg import labeler, metrics  # pylint: disable=import-outside-toplevel
+  model can produce at best, as R2Gen does); clinical efficacy (every convention of
+  ``metrics.clinical_efficacy``, per observation with the number of positive references)
+  compares the split's reference labels with the labels read off the generated text.
 
-  max_len = max_len or split.tokens.shape[1]
-  hyps = generate_reports(model, split, tokenizer, batch_size=batch_size, max_len=max_len)
+  Returns:
+    ``(metrics, hypotheses, per_study.StudyOutputs)``.
+  """
+  from examples.rrg import labeler, metrics, per_study  # pylint: disable=import-outside-toplevel
+
+  hyps = generate_reports(model, split, tokenizer, batch_size=batch_size,
+                          max_len=split.tokens.shape[1])
   refs = [tokenizer.decode(row) for row in split.tokens]
+  hyp_labels = labeler.label_reports(hyps)
   results = dict(metrics.nlg_metrics(refs, hyps, meteor=meteor))
-  results.update(metrics.clinical_efficacy(np.asarray(split.labels),
-                                           labeler.label_reports(hyps)))
+  results.update(metrics.clinical_efficacy(np.asarray(split.labels), hyp_labels))
   # Task losses on the split, averaged over full batches.
   n = (split.images.shape[0] // batch_size) * batch_size
   if n:
@@ -194,7 +257,8 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
     ]
     for task, value in zip(tasks, np.mean(per_batch, axis=0)):
       results[f"loss_{task}"] = float(value)
-  return results, hyps
+  outputs = per_study.study_outputs(refs, hyps, np.asarray(split.labels), hyp_labels)
+  return results, hyps, outputs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,14 +292,42 @@ def batch_stream(split, batch_size: int, seed: int, start_step: int = 0) -> Iter
 # ------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class RunResult:
+  """What one run of :func:`train_and_evaluate` measured."""
+
   method: str
   seed: int
+  task_weights: tuple[float, ...]
   metrics: dict
-  history: dict  # name -> np.ndarray with a leading step axis
+  """Test metrics at the selected step."""
+  history: dict
+  """Name -> array with a leading step axis: ``losses`` and the method's diagnostics."""
+  val_curve: list
+  """``[(step, val CE-F1), ...]`` at every evaluation."""
+  selected_step: int
   train_time: float
+  """Seconds of training steps, without compilation and evaluation."""
+  compile_time: float
+  """Seconds of the first step (compilation and one step), outside ``train_time``."""
+  step_time: float
+  """``train_time`` per step."""
   eval_time: float
   num_params: int
   hypotheses: list[str]
+  outputs: Any
+  """``per_study.StudyOutputs`` on the test split."""
+
+
+def load_data(config) -> tuple[dict, Any]:
+  """``(splits, tokenizer)`` of the configured data."""
+  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
+
+  if config.data == "synthetic":
+    return input_pipeline.synthetic_dataset(
+        config.num_train, config.num_val, config.num_test, image_size=config.image_size,
+        max_len=config.max_len, seed=config.data_seed)
+  return input_pipeline.load_r2gen(
+      config.ann_path, config.image_dir, dataset=config.dataset, image_size=config.image_size,
+      max_len=config.max_len, min_count=config.min_count, labels_path=config.labels_path)
 
 
 def create_model(config, tokenizer, split, seed: int) -> models.ReportGenerator:
@@ -246,109 +338,172 @@ def create_model(config, tokenizer, split, seed: int) -> models.ReportGenerator:
   return models.ReportGenerator(cfg, rngs=nnx.Rngs(seed))
 
 
-@functools.lru_cache(maxsize=None)
-def config_optimizer(config, method: str) -> optax.GradientTransformation:
-  """The transformation of ``method`` under ``config``, one object per (config, method).
-
-  Reusing the object matters: ``nnx.jit`` keys its compilation cache on the optimizer's
-  (static) transformation, so every seed of a method shares one compiled train step.
-  """
-  return make_optimizer(
-      method, config.task_weights, learning_rate=config.learning_rate,
-      weight_decay=config.weight_decay, num_steps=config.num_steps,
-      warmup_steps=config.warmup_steps,
-      hparams={"came_rho": config.came_rho, "came_kappa": config.came_kappa,
-               "came_nu": config.came_nu, "cagrad_c": config.cagrad_c})
+def create_optimizer(config, model, method: Method | str | None = None) -> nnx.Optimizer:
+  """An ``nnx.Optimizer`` of ``method`` (a :class:`Method`, a name, or ``config.method``)."""
+  if not isinstance(method, Method):
+    method = make_method(config, method)
+  return nnx.Optimizer(model, method.tx, wrt=nnx.Param)
 
 
-def create_optimizer(config, model, method: str) -> nnx.Optimizer:
-  return nnx.Optimizer(model, config_optimizer(config, method), wrt=nnx.Param)
+def _params(model) -> dict:
+  """A host copy of the model's parameters."""
+  return jax.device_get(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
-def train_and_evaluate(config, method: str, seed: int, data: dict, tokenizer, *,
-                       train_step: Callable | None = None, checkpoint_dir: str | None = None,
-                       progress: bool = True, position: int = 0) -> RunResult:
-  """Trains one model with ``method`` and ``seed`` for ``config.num_steps``, then evaluates it.
+def _load_params(model, params: dict) -> None:
+  state = nnx.state(model, nnx.Param)
+  nnx.replace_by_pure_dict(state, params)
+  nnx.update(model, state)
 
-  ``train_step`` may be shared between runs with the same tasks (one compilation per method).
-  With ``checkpoint_dir``, the run saves every ``config.checkpoint_every`` steps (and at the
-  end) and resumes from the latest checkpoint there, history and elapsed time included.
+
+def _evaluation_steps(config) -> set[int]:
+  """Steps after which the val split is evaluated: every ``eval_every`` and the last."""
+  return set(range(config.eval_every, config.num_steps + 1, config.eval_every)) | {
+      config.num_steps}
+
+
+def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = None,
+                       method: Method | None = None, progress: bool = True) -> RunResult:
+  """Trains ``config.method`` with ``config.seed`` for ``config.num_steps``, then tests it.
+
+  The val split is evaluated (CE-F1) every ``config.eval_every`` steps and at the end; the
+  parameters of the best evaluation (the earliest among ties) are tested. Writes
+  ``curves.csv``, ``curves.json``, TensorBoard event files, ``reports.json`` (every test report
+  next to its reference) and ``metrics.json`` under ``workdir/<method>_seed<seed>/``.
+
+  Args:
+    config: a ``configs.Config``.
+    workdir: the output folder.
+    data: ``(splits, tokenizer)``; loaded from the config when None.
+    method: the :class:`Method` of ``config.method``, to share one compiled train step between
+      the seeds of a method (``make_method(config)`` when None).
+    progress: show a progress bar.
+
+  Returns:
+    The :class:`RunResult`.
   """
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
-  train_split = data["train"]
-  model = create_model(config, tokenizer, train_split, seed)
-  optimizer = create_optimizer(config, model, method)
-  train_step = train_step or make_train_step(config.tasks, temperature=config.temperature)
+  from examples.rrg import curves  # pylint: disable=import-outside-toplevel
 
-  start_step, history, previous_time = 0, [], 0.0
+  splits, tokenizer = load_data(config) if data is None else data
+  method = make_method(config) if method is None else method
+  if method.name not in (config.method, "ls_plain"):
+    raise ValueError(f"method {method.name!r} is not config.method={config.method!r}")
+  run_dir = os.path.join(workdir, config.run_name())
+  train_split, val = splits["train"], splits["val"]
+  eval_batch = min(config.eval_batch_size, len(val))
+  model = create_model(config, tokenizer, train_split, config.seed)
+  optimizer = create_optimizer(config, model, method)
+  weighting_state = (None if method.weighting is None
+                     else method.weighting.init(len(config.tasks)))
+  step_fn = step_function(config, method)
+
+  start, history, train_time = 0, [], 0.0
+  val_curve, best = [], None  # best: (val CE-F1, step, host parameters)
   manager = None
-  if checkpoint_dir:
+  if config.checkpoint_every:
     from examples.rrg import checkpoint  # pylint: disable=import-outside-toplevel
-    manager = checkpoint.manager(checkpoint_dir)
+    manager = checkpoint.manager(os.path.join(run_dir, "checkpoints"))
+    best_manager = checkpoint.manager(os.path.join(run_dir, "checkpoints_best"), max_to_keep=1)
     restored = checkpoint.restore(manager, model, optimizer)
     if restored is not None:
-      start_step = restored["step"]
-      previous_time = restored.get("train_time", 0.0)
-      history = [{k: np.asarray(v) for k, v in h.items()} for h in restored.get("history", [])]
+      start, train_time = restored["step"], restored["train_time"]
+      history = [{k: np.asarray(v) for k, v in h.items()} for h in restored["history"]]
+      val_curve = [tuple(p) for p in restored["val_curve"]]
+      if restored["best_step"] is not None:
+        holder = create_model(config, tokenizer, train_split, config.seed)
+        checkpoint.restore(best_manager, holder, create_optimizer(config, holder, method),
+                           step=restored["best_step"])
+        best = (restored["best_val"], restored["best_step"], _params(holder))
 
-  stream = batch_stream(train_split, config.batch_size, seed, start_step)
-  bar = tqdm(range(start_step, config.num_steps), desc=f"{method} seed={seed}",
-             disable=not progress, position=position, leave=True, dynamic_ncols=True)
+  stream = batch_stream(train_split, config.batch_size, config.seed, start)
+  eval_steps = _evaluation_steps(config)
+  compile_time, eval_time = 0.0, 0.0
+  bar = tqdm(range(start, config.num_steps), desc=config.run_name(), disable=not progress,
+             leave=True, dynamic_ncols=True)
   t0 = time.perf_counter()
   for step in bar:
-    metrics = train_step(model, optimizer, next(stream))
+    metrics, weighting_state = step_fn(model, optimizer, weighting_state, next(stream))
     history.append(metrics)
+    if step == start:  # the first step compiles: kept out of train_time
+      jax.block_until_ready(metrics)
+      compile_time = time.perf_counter() - t0
+      t0 = time.perf_counter()
     if progress and (step + 1) % config.log_every == 0:
-      losses = np.asarray(metrics["losses"])
-      bar.set_postfix({t: f"{l:.3f}" for t, l in zip(config.tasks, losses)})
-    if manager is not None and config.checkpoint_every and (
-        (step + 1) % config.checkpoint_every == 0 or step + 1 == config.num_steps):
+      bar.set_postfix({t: f"{l:.3f}" for t, l in zip(config.tasks, np.asarray(metrics["losses"]))})
+    if step + 1 in eval_steps:
+      jax.block_until_ready(metrics)
+      train_time += time.perf_counter() - t0
+      t_eval = time.perf_counter()
+      score = validation_ce_f1(model, val, tokenizer, batch_size=eval_batch)
+      val_curve.append((step + 1, score))
+      if best is None or score > best[0]:
+        best = (score, step + 1, _params(model))
+        if manager is not None:
+          checkpoint.save(best_manager, step + 1, model, optimizer, data_seed=config.seed)
+      eval_time += time.perf_counter() - t_eval
+      t0 = time.perf_counter()
+    if manager is not None and ((step + 1) % config.checkpoint_every == 0
+                                or step + 1 == config.num_steps):
       history = jax.device_get(history)
-      checkpoint.save(manager, step + 1, model, optimizer, data_seed=seed, extra={
-          "train_time": previous_time + time.perf_counter() - t0,
+      checkpoint.save(manager, step + 1, model, optimizer, data_seed=config.seed, extra={
+          "train_time": train_time, "val_curve": val_curve,
+          "best_step": None if best is None else best[1],
+          "best_val": None if best is None else best[0],
           "history": [{k: np.asarray(v).tolist() for k, v in h.items()} for h in history]})
-  history = jax.device_get(history)
-  train_time = previous_time + time.perf_counter() - t0
   bar.close()
+  history = jax.device_get(history)
   if manager is not None:
     manager.wait_until_finished()
+    best_manager.wait_until_finished()
+  trained = max(config.num_steps - start - 1, 1)  # steps inside train_time
 
+  t_eval = time.perf_counter()
+  if best is not None and best[1] != config.num_steps:
+    _load_params(model, best[2])
+  test = splits["test"]
+  results, hyps, outputs = evaluate(
+      model, test, tokenizer, tasks=config.tasks, batch_size=min(config.eval_batch_size,
+                                                                  len(test)),
+      temperature=config.temperature, meteor=config.meteor)
+  eval_time += time.perf_counter() - t_eval
+  stacked = {k: np.stack([np.asarray(h[k]) for h in history]) for k in (history[0] if history
+                                                                          else {})}
+  result = RunResult(
+      method=config.method, seed=config.seed, task_weights=tuple(config.task_weights),
+      metrics=results, history=stacked, val_curve=val_curve,
+      selected_step=config.num_steps if best is None else best[1], train_time=train_time,
+      compile_time=compile_time, step_time=train_time / trained, eval_time=eval_time,
+      num_params=models.count_params(model), hypotheses=hyps, outputs=outputs)
+  if stacked:
+    curves.write(stacked, config.tasks, run_dir)
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, "reports.json"), "w", encoding="utf-8") as f:
+    json.dump([{"id": test.ids[i], "reference": tokenizer.decode(test.tokens[i]),
+                "generated": hyps[i]} for i in range(len(test))], f, indent=1)
+  with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+    json.dump({"method": result.method, "seed": result.seed,
+               "task_weights": list(result.task_weights), "test": results,
+               "val_curve": val_curve, "selected_step": result.selected_step,
+               "train_time": train_time, "compile_time": compile_time,
+               "step_time": result.step_time, "eval_time": eval_time}, f, indent=1)
+  return result
+
+
+def time_per_step(config, method: Method, data: tuple[dict, Any], num_steps: int) -> float:
+  """Seconds per train step of ``method`` over ``num_steps`` steps after a compiling one."""
+  splits, tokenizer = data
+  model = create_model(config, tokenizer, splits["train"], config.seed)
+  optimizer = create_optimizer(config, model, method)
+  state = None if method.weighting is None else method.weighting.init(len(config.tasks))
+  step_fn = step_function(config, method)
+  stream = batch_stream(splits["train"], config.batch_size, config.seed)
+  metrics, state = step_fn(model, optimizer, state, next(stream))
+  jax.block_until_ready(metrics)
+  batches = [next(stream) for _ in range(num_steps)]
   t0 = time.perf_counter()
-  test = data["test"]
-  results, hyps = evaluate(model, test, tokenizer, tasks=config.tasks,
-                           batch_size=min(config.eval_batch_size, test.images.shape[0]),
-                           temperature=config.temperature, meteor=config.meteor)
-  eval_time = time.perf_counter() - t0
-  stacked = {k: np.stack([h[k] for h in history]) for k in (history[0] if history else {})}
-  return RunResult(method=method, seed=seed, metrics=results, history=stacked,
-                   train_time=train_time, eval_time=eval_time,
-                   num_params=models.count_params(model), hypotheses=hyps)
-
-
-def run_all(config, data: dict, tokenizer, *, methods: Sequence[str], seeds: Sequence[int],
-            progress: bool = True, checkpoint_root: str | None = None) -> list[RunResult]:
-  """Every method for every seed; the train step is compiled once and shared by all runs."""
-  train_step = make_train_step(config.tasks, temperature=config.temperature)
-  results = []
-  for method in methods:
-    for seed in seeds:
-      ckpt = None if checkpoint_root is None else f"{checkpoint_root}/{method}_seed{seed}"
-      results.append(train_and_evaluate(config, method, seed, data, tokenizer,
-                                        train_step=train_step, checkpoint_dir=ckpt,
-                                        progress=progress))
-  return results
-
-
-def summarize(results: Sequence[RunResult], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-  """``{method: {key: (mean, std, n)}}`` over seeds; ``train_time`` is a valid key too."""
-  table: dict[str, dict[str, Any]] = {}
-  for method in dict.fromkeys(r.method for r in results):
-    runs = [r for r in results if r.method == method]
-    row = {}
-    for key in keys:
-      vals = np.array([r.train_time if key == "train_time" else r.metrics.get(key, np.nan)
-                       for r in runs], dtype=np.float64)
-      row[key] = (float(np.mean(vals)), float(np.std(vals)), len(vals))
-    table[method] = row
-  return table
+  for batch in batches:
+    metrics, state = step_fn(model, optimizer, state, batch)
+  jax.block_until_ready(metrics)
+  return (time.perf_counter() - t0) / num_steps
