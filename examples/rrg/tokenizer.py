@@ -1,61 +1,118 @@
 """Report cleaning and a word-level tokenizer, as in R2Gen (Chen et al., EMNLP 2020).
 
 `clean_report` turns a raw IU X-Ray or MIMIC-CXR report into lower-case words and " ." sentence
-separators; `Tokenizer` maps such cleaned text to fixed-length token ids and back.
+separators, with R2Gen's rules for that dataset (`CLEANING_RULES`); `Tokenizer` maps such cleaned
+text to fixed-length token ids and back.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
-import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 DATASETS = ("iu_xray", "mimic_cxr")
 
-_NUMBERING_RE = re.compile(r"(?:^|(?<=[\s.]))\d+\.\s")  # list numbering: "1. ", " 2. "
-_REPEATED_DOTS_RE = re.compile(r"\.{2,}")
-_REPEATED_UNDERSCORES_RE = re.compile(r"_{2,}")
-_SENTENCE_END_RE = re.compile(r"\.\s+|\.$")
-_NON_WORD_RE = re.compile(r"[^a-z0-9\s]")
-_SPACES_RE = re.compile(r"\s+")
+
+@dataclasses.dataclass(frozen=True)
+class CleaningRules:
+  """R2Gen's report cleaning for one dataset (`modules/tokenizers.py` there).
+
+  R2Gen replaces a pattern a fixed number of times in a row rather than to a fixed point, so
+  the number of passes is part of the rule: three passes of ".." -> "." turn runs of up to
+  eight dots into one, eight passes runs of up to 256.
+  """
+
+  newlines_to_spaces: bool
+  """MIMIC-CXR reports are wrapped text; IU X-Ray reports are one line each."""
+  underscore_passes: int
+  """Passes of "__" -> "_" (MIMIC-CXR's "___" anonymisation marks)."""
+  double_space_passes: int
+  """Passes of "  " -> " "."""
+  double_dot_passes: int
+  """Passes of ".." -> "."."""
 
 
-def _clean_sentence(sentence: str) -> str:
-  """Lower-case words and numbers of one sentence, single-spaced, punctuation removed."""
-  return _SPACES_RE.sub(" ", _NON_WORD_RE.sub("", sentence.lower())).strip()
+CLEANING_RULES: dict[str, CleaningRules] = {
+    "iu_xray": CleaningRules(newlines_to_spaces=False, underscore_passes=0,
+                             double_space_passes=0, double_dot_passes=3),
+    "mimic_cxr": CleaningRules(newlines_to_spaces=True, underscore_passes=7,
+                               double_space_passes=6, double_dot_passes=8),
+}
+
+# List numbering, replaced in this order on the raw text: "1. " anywhere goes, then items 2-5
+# after a sentence end, then items 2-5 after a space become sentence ends.
+_NUMBERING = (("1. ", ""),
+              *((f". {n}. ", ". ") for n in range(2, 6)),
+              *((f" {n}. ", ". ") for n in range(2, 6)))
+# Characters R2Gen deletes from a sentence: its quote/slash removals and its regular-expression
+# class, whose ":-\[" is a range (":" to "[", so "<=>?@" and "A-Z" too) -- which is why hyphens
+# survive ("x-ray", "right-sided").
+_DELETED = str.maketrans("", "", "\"/\\'.,?;*!%^&_+():<=>@[]{}")
+# Dashes and minus signs have no ASCII decomposition; they become "-" before transliteration.
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"))
+
+
+def transliterate(text: str) -> str:
+  """ASCII text by Unicode NFKD decomposition: accents are split off and dropped.
+
+  Example:
+    >>> transliterate("Côte d\u2019Ivoire \u2013 naïve")
+    'Cote dIvoire - naive'
+  """
+  decomposed = unicodedata.normalize("NFKD", text.translate(_DASHES))
+  return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
+def _repeat_replace(text: str, old: str, new: str, passes: int) -> str:
+  for _ in range(passes):
+    text = text.replace(old, new)
+  return text
 
 
 def clean_report(text: str, dataset: str) -> str:
-  """Cleans a report the way R2Gen does before tokenising it.
+  """Cleans a report with R2Gen's rules for `dataset`, after Unicode transliteration.
 
-  Lower-cases, removes list numbering ("1. ", " 2. "), collapses repeated dots (and, for
-  MIMIC-CXR, new lines and repeated underscores), splits sentences at ". ", strips every
-  character other than letters, digits and spaces, drops empty sentences, and joins the
-  sentences with " . ", ending with " .".
+  The text is transliterated to ASCII (`transliterate`); then, as R2Gen does, new lines,
+  underscores, double spaces and repeated dots are collapsed per `CLEANING_RULES[dataset]`,
+  list numbering ("1. ", " 2. ") is removed, the text is lower-cased and split into sentences
+  at ". ", each sentence loses the characters ``" / \\ ' . , ? ; * ! % ^ & _ + ( ) : < = > @
+  [ ] { }`` (hyphens, digits and other characters stay), and the sentences are joined with
+  " . " and end with " .".
+
+  One deliberate difference: R2Gen keeps empty sentences (its emptiness test compares a string
+  with a list and is always true), which become extra "." tokens; here they are dropped.
 
   Args:
     text: the raw report.
     dataset: "iu_xray" or "mimic_cxr".
 
   Returns:
-    The cleaned report, e.g. "the heart is normal . no effusion ."; "" if nothing is left.
+    The cleaned report, e.g. "the heart is normal . no effusion ."; "" if no word is left.
 
   Example:
-    >>> clean_report("1. The heart is normal.. 2. No effusion!", "iu_xray")
-    'the heart is normal . no effusion .'
+    >>> clean_report("1. The heart is normal.. 2. No right-sided effusion!", "iu_xray")
+    'the heart is normal . no right-sided effusion .'
   """
-  if dataset not in DATASETS:
+  if dataset not in CLEANING_RULES:
     raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-  text = text.lower()
-  if dataset == "mimic_cxr":
-    text = _REPEATED_UNDERSCORES_RE.sub("_", text.replace("\n", " "))
-  text = _REPEATED_DOTS_RE.sub(".", text)
-  text = _NUMBERING_RE.sub(". ", text)
-  sentences = [_clean_sentence(s) for s in _SENTENCE_END_RE.split(text)]
+  if not isinstance(text, str):
+    raise TypeError(f"text must be a str, got {type(text).__name__}")
+  rules = CLEANING_RULES[dataset]
+  text = transliterate(text)
+  if rules.newlines_to_spaces:
+    text = text.replace("\n", " ")
+  text = _repeat_replace(text, "__", "_", rules.underscore_passes)
+  text = _repeat_replace(text, "  ", " ", rules.double_space_passes)
+  text = _repeat_replace(text, "..", ".", rules.double_dot_passes)
+  for old, new in _NUMBERING:
+    text = text.replace(old, new)
+  sentences = (" ".join(s.translate(_DELETED).split()) for s in text.strip().lower().split(". "))
   sentences = [s for s in sentences if s]
   return " . ".join(sentences) + " ." if sentences else ""
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from examples.rrg.tokenizer import Tokenizer, clean_report
+from examples.rrg.tokenizer import CLEANING_RULES, Tokenizer, clean_report, transliterate
 
 REPORTS = [
     "the heart is normal . no effusion .",
@@ -15,25 +15,59 @@ REPORTS = [
 @pytest.mark.parametrize("raw, dataset, expected", [
     ("The heart is normal. No effusion.", "iu_xray", "the heart is normal . no effusion ."),
     ("1. Heart size normal.. 2. Lungs clear!", "iu_xray", "heart size normal . lungs clear ."),
+    ("1. Heart normal. 2. Lungs clear. 3. No effusion.", "iu_xray",
+     "heart normal . lungs clear . no effusion ."),
+    # R2Gen keeps hyphens (its character class has the range ":-[", not a hyphen).
+    ("No right-sided effusion. X-ray: clear.", "iu_xray", "no right-sided effusion . x-ray clear ."),
     ("No pneumothorax (or effusion); XXXX x-ray, 2/3 of cases.", "iu_xray",
-     "no pneumothorax or effusion xxxx xray 23 of cases ."),
+     "no pneumothorax or effusion xxxx x-ray 23 of cases ."),
+    # Deleted: the range ":" to "[" (so < = > @ too), brackets, braces; kept: # $ ~ |.
+    ("Size: 5 mm @ level [T4] {note}; 3 > 2 = true #1 $ ~ |ok|", "iu_xray",
+     "size 5 mm level t4 note 3 2 true #1 $ ~ |ok| ."),
+    ("Patient's \"tube\" 2/3 (mid) 50% +1 *", "mimic_cxr", "patients tube 23 mid 50 1 ."),
     ("FINDINGS:\nHeart size is normal.\n\n___ Lungs are   clear...", "mimic_cxr",
      "findings heart size is normal . lungs are clear ."),
+    # Unicode: NFKD transliteration first, dashes become "-".
+    ("C\u00f4te d\u2019Ivoire, na\u00efve \u2014 caf\u00e9.", "iu_xray",
+     "cote divoire naive - cafe ."),
+    ("Right\u2013sided \uff11\uff12 mm nodule.", "mimic_cxr", "right-sided 12 mm nodule ."),
+    # Empty sentences are dropped (R2Gen keeps them as extra "." tokens).
+    ("Normal. . Clear.", "iu_xray", "normal . clear ."),
     ("...", "mimic_cxr", ""),
+    ("  \n ", "iu_xray", ""),
+    ("1. ", "iu_xray", ""),
 ])
 def test_clean_report(raw, dataset, expected):
   assert clean_report(raw, dataset) == expected
 
 
+def test_newlines_split_sentences_only_for_mimic():
+  # R2Gen's IU X-Ray rules do not touch new lines (its reports are single lines), so a
+  # sentence end before a line break is not split; MIMIC-CXR's replace new lines by spaces.
+  raw = "Heart normal.\nLungs clear."
+  assert clean_report(raw, "iu_xray") == "heart normal lungs clear ."
+  assert clean_report(raw, "mimic_cxr") == "heart normal . lungs clear ."
+  assert CLEANING_RULES["iu_xray"] != CLEANING_RULES["mimic_cxr"]
+
+
+def test_transliterate():
+  assert transliterate("C\u00f4te") == "Cote"
+  assert clean_report("C\u00f4te", "iu_xray") == "cote ."  # not "cte"
+  assert transliterate("\u00b5g \u2212 \u00b0") == "g - "  # no ASCII form: dropped
+
+
 def test_clean_report_is_idempotent():
   raw = "1. The heart is NORMAL.. 2. No focal consolidation, effusion or pneumothorax."
-  once = clean_report(raw, "iu_xray")
-  assert clean_report(once, "iu_xray") == once
+  for dataset in ("iu_xray", "mimic_cxr"):
+    once = clean_report(raw, dataset)
+    assert clean_report(once, dataset) == once
 
 
-def test_clean_report_rejects_unknown_dataset():
+def test_clean_report_rejects_bad_input():
   with pytest.raises(ValueError, match="chexpert"):
     clean_report("x", "chexpert")
+  with pytest.raises(TypeError, match="text"):
+    clean_report(None, "iu_xray")
 
 
 def test_build_is_sorted_and_deterministic():
