@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from examples.rrg.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from examples.rrg.labeler import BLANK, OBSERVATIONS, POSITIVE, UNCERTAIN
 
 _log = logging.getLogger(__name__)
 
@@ -128,34 +128,37 @@ CE_PER_OBSERVATION: tuple[str, ...] = ("ce_precision", "ce_recall", "ce_f1", "ce
 """Prefixes of the per-observation keys `"<prefix>/<observation>"` of `clinical_efficacy`."""
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-  """numerator / denominator as float64, 0 where the denominator is 0."""
-  numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+_MEASURES = ("precision", "recall", "f1")
+
+
+def _counts(ref: np.ndarray, hyp: np.ndarray, axis: int) -> np.ndarray:
+  """(3, ...) float64 TP, FP, FN of boolean (N, C) arrays, summed over `axis`."""
+  tp = (ref & hyp).sum(axis)
+  return np.stack([tp, hyp.sum(axis) - tp, ref.sum(axis) - tp]).astype(float)
+
+
+def _precision_recall_f1(counts: np.ndarray) -> np.ndarray:
+  """(3, ...) P, R, F1 from (3, ...) TP, FP, FN; each 0 where its denominator is 0.
+
+  P = TP / (TP + FP), R = TP / (TP + FN), F1 = 2 TP / (2 TP + FP + FN) (the harmonic mean of P
+  and R, written as the paper's code does).
+  """
+  tp, fp, fn = counts
+  numerator = np.stack([tp, tp, 2 * tp])
+  denominator = np.stack([tp + fp, tp + fn, 2 * tp + fp + fn])
   return np.divide(numerator, denominator, out=np.zeros_like(numerator),
                    where=denominator > 0)
 
 
-def _precision_recall_f1(ref: np.ndarray, hyp: np.ndarray, axis: int | None
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """P, R, F1 from TP, FP, FN summed over `axis` (None: over everything, i.e. micro).
-
-  P = TP / (TP + FP), R = TP / (TP + FN), F1 = 2 TP / (2 TP + FP + FN) (the harmonic mean of P
-  and R, written as the paper's code does); each is 0 where its denominator is 0.
-  """
-  tp = (ref & hyp).sum(axis)
-  fp = (~ref & hyp).sum(axis)
-  fn = (ref & ~hyp).sum(axis)
-  return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+def _named(prefix: str, values: np.ndarray) -> dict[str, float]:
+  """{"<prefix>_precision": ..., "<prefix>_recall": ..., "<prefix>_f1": ...}."""
+  return {f"{prefix}_{measure}": float(v) for measure, v in zip(_MEASURES, values)}
 
 
-def _macro_micro(ref: np.ndarray, hyp: np.ndarray, macro: str, micro: str) -> dict[str, float]:
-  """Macro (mean over observations) and micro (pooled counts) P, R, F1 under two key prefixes."""
-  scores = {}
-  for prefix, axis in ((macro, 0), (micro, None)):
-    for name, value in zip(("precision", "recall", "f1"),
-                           _precision_recall_f1(ref, hyp, axis)):
-      scores[f"{prefix}_{name}"] = float(np.mean(value))
-  return scores
+def _macro_micro(counts: np.ndarray, macro: str, micro: str) -> dict[str, float]:
+  """Macro (mean over observations) and micro (pooled) P, R, F1 from (3, C) TP, FP, FN."""
+  return {**_named(macro, _precision_recall_f1(counts).mean(-1)),
+          **_named(micro, _precision_recall_f1(counts.sum(-1)))}
 
 
 def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
@@ -163,7 +166,8 @@ def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
   labels = np.asarray(labels)
   if labels.ndim != 2 or labels.shape[1] != len(OBSERVATIONS):
     raise ValueError(f"{name} must have shape (N, {len(OBSERVATIONS)}), got {labels.shape}")
-  if not np.isin(labels, (BLANK, POSITIVE, NEGATIVE, UNCERTAIN)).all():
+  if labels.size and not (labels.min() >= BLANK and labels.max() <= UNCERTAIN
+                          and (labels.dtype.kind in "iub" or (labels % 1 == 0).all())):
     raise ValueError(f"{name} must hold BLANK/POSITIVE/NEGATIVE/UNCERTAIN (0..3)")
   return labels
 
@@ -233,24 +237,23 @@ def clinical_efficacy(ref_labels: np.ndarray, hyp_labels: np.ndarray, *,
                      f"{ref.shape} and {hyp.shape}")
   if not len(ref):
     raise ValueError("ref_labels and hyp_labels must hold at least one report")
-  ref_present = np.isin(ref, (POSITIVE, UNCERTAIN))
-  hyp_present = np.isin(hyp, (POSITIVE, UNCERTAIN))
+  ref_present = (ref == POSITIVE) | (ref == UNCERTAIN)
+  hyp_present = (hyp == POSITIVE) | (hyp == UNCERTAIN)
   ref_positive, hyp_positive = ref == POSITIVE, hyp == POSITIVE
 
-  scores = _macro_micro(ref_present, hyp_present, "ce", "ce_micro")  # (a)
-  for name, value in zip(("precision", "recall", "f1"),
-                         _precision_recall_f1(ref_positive, hyp_positive, axis=1)):  # (b)
-    scores[f"ce_example_{name}"] = float(np.mean(value))
-  scores.update(_macro_micro(ref_positive, hyp_positive, "ce_pos_macro", "ce_pos_micro"))  # (c)
-  scores.update(_macro_micro(ref_present[:, _FIVE], hyp_present[:, _FIVE],
-                             "ce5_macro", "ce5_micro"))  # (d)
+  present_counts = _counts(ref_present, hyp_present, axis=0)  # (3, 14)
+  scores = _macro_micro(present_counts, "ce", "ce_micro")  # (a)
+  scores.update(_named("ce_example", _precision_recall_f1(  # (b)
+      _counts(ref_positive, hyp_positive, axis=1)).mean(-1)))
+  scores.update(_macro_micro(_counts(ref_positive, hyp_positive, axis=0),  # (c)
+                             "ce_pos_macro", "ce_pos_micro"))
+  scores.update(_macro_micro(present_counts[:, _FIVE], "ce5_macro", "ce5_micro"))  # (d)
   scores = {key: scores[key] for key, _ in CE_COLUMNS}
   if per_observation:
-    precision, recall, f1 = _precision_recall_f1(ref_present, hyp_present, axis=0)
+    per_class = _precision_recall_f1(present_counts)
     support = ref_present.sum(0)
     for i, name in enumerate(OBSERVATIONS):
-      scores[f"ce_precision/{name}"] = float(precision[i])
-      scores[f"ce_recall/{name}"] = float(recall[i])
-      scores[f"ce_f1/{name}"] = float(f1[i])
+      for measure, values in zip(_MEASURES, per_class):
+        scores[f"ce_{measure}/{name}"] = float(values[i])
       scores[f"ce_support/{name}"] = float(support[i])
   return scores
