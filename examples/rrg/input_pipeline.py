@@ -1,11 +1,19 @@
-"""Datasets for radiology report generation: synthetic studies and R2Gen-layout real data.
+"""Datasets for radiology report generation and their streaming input pipeline (Grain).
 
 Both loaders return `{"train", "val", "test"}` `Split`s and the `Tokenizer` built on the
-training reports; `batches` iterates a split as NumPy dictionaries.
+training reports. Synthetic studies are generated in memory; R2Gen-layout data (IU X-Ray,
+MIMIC-CXR) keeps only its tokens, labels and ids in memory and reads each image from disk when a
+batch needs it (`r2gen.ImageFiles`), so memory does not grow with the number of studies.
+
+Training batches of either come from one Grain pipeline, `train_iterator`: a random-access
+`StudySource` over the split, shuffled by seed (a new order every epoch), batched, read by
+threads or worker processes; its iterator state goes into the Orbax checkpoint
+(`checkpoint.save(..., data_iterator=...)`) so that a resumed run sees the same next batch.
+`batches` iterates a split once, in order or shuffled.
 
 Example:
   >>> splits, tokenizer = synthetic_dataset(16, 4, 4, image_size=32)
-  >>> batch = next(batches(splits["train"], batch_size=8))
+  >>> batch = next(train_iterator(splits["train"], batch_size=8, seed=0))
   >>> batch["images"].shape, batch["tokens"].shape, batch["labels"].shape
   ((8, 1, 32, 32, 1), (8, 48), (8, 14))
 """
@@ -29,14 +37,16 @@ SPLITS = ("train", "val", "test")
 class Split:
   """One split of a dataset; all fields have N entries."""
 
-  images: np.ndarray
-  """float32 (N, V, H, W, 1) in [0, 1]; V views (1 synthetic / MIMIC-CXR, 2 IU X-Ray)."""
+  images: np.ndarray | r2gen.ImageFiles
+  """float32 (N, V, H, W, 1) in [0, 1]; V views (1 synthetic / MIMIC-CXR, 2 IU X-Ray). An
+  in-memory array (synthetic data) or `r2gen.ImageFiles`, which reads images when indexed."""
   tokens: np.ndarray
   """int32 (N, T): `Tokenizer.encode` of the reports."""
   labels: np.ndarray
   """int32 (N, 14): BLANK/POSITIVE/NEGATIVE/UNCERTAIN per CheXpert observation."""
   reports: list[str]
-  """Cleaned reference reports."""
+  """Reference reports: the text the model is trained to produce, i.e. `tokens` decoded
+  (cleaned, cut to T - 2 words, out-of-vocabulary words as "<unk>")."""
   ids: list[str]
 
   def __post_init__(self):
@@ -92,49 +102,184 @@ def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 1
 
 
 def load_r2gen(ann_path: str | os.PathLike, image_dir: str | os.PathLike, *,
-               dataset: str = "iu_xray", image_size: int = 64, max_len: int = 60,
-               min_count: int = 3,
-               labels_path: str | os.PathLike | None = None) -> tuple[dict[str, Split], Tokenizer]:
+               dataset: str = "iu_xray", image_size: int = 64, max_len: int | None = None,
+               min_count: int | None = None, labels_path: str | os.PathLike | None = None,
+               check_files: bool = True) -> tuple[dict[str, Split], Tokenizer]:
   """IU X-Ray or MIMIC-CXR in the R2Gen layout (see `r2gen`).
 
-  Reports are cleaned with `clean_report`; the vocabulary holds the training words seen at
-  least `min_count` times; images are loaded as grayscale, resized to `image_size`.
-  R2Gen's settings are max_len 60, min_count 3 for IU X-Ray and 100, 10 for MIMIC-CXR.
+  Reports are cleaned with R2Gen's rules for `dataset` (`clean_report`); the vocabulary holds
+  the training words seen at least `min_count` times. Each report is encoded to `max_len`
+  tokens, and the reference text (`Split.reports`) is those tokens decoded: the cleaned report
+  cut to `max_len - 2` words, which is what the model is trained to produce. The rule-based
+  reference labels are read from that same text, so that a report and its labels agree (a
+  finding mentioned only after the cut is not a label the model could learn to report).
+  Images stay on disk and are read when indexed (`r2gen.ImageFiles`).
 
   Args:
     ann_path: the `annotation.json`.
     image_dir: the folder that image paths are relative to.
     dataset: "iu_xray" (two views) or "mimic_cxr" (one view).
     image_size: height and width of the loaded images.
-    max_len: token length (bos and eos included).
-    min_count: vocabulary frequency threshold.
+    max_len: token length (bos and eos included); None: R2Gen's for `dataset`
+      (`r2gen.DATASET_DEFAULTS`: 60 for IU X-Ray, 100 for MIMIC-CXR).
+    min_count: vocabulary frequency threshold; None: R2Gen's (3 for IU X-Ray, 10 for
+      MIMIC-CXR).
     labels_path: optional CSV of an external labeler (e.g. CheXbert) with an "id" column,
-      read by `load_labels_file`; by default the reports are labelled with `label_reports`.
+      read by `load_labels_file`, replacing the rule-based labels; those labels are of
+      whatever text the external labeler read (usually the full report).
+    check_files: check that every image exists before returning (see `r2gen.ImageFiles`).
 
   Returns:
     ({"train", "val", "test"} splits, tokenizer).
+
+  Raises:
+    FileNotFoundError: the annotation, the image folder or an image is missing.
+    ValueError: the annotation is malformed (see `r2gen.read_annotation`), or a report is
+      empty or has no word left after cleaning (the message names the study).
   """
+  defaults = r2gen.DATASET_DEFAULTS.get(dataset)
+  if defaults is None:
+    raise ValueError(f"dataset must be one of {tuple(r2gen.DATASET_DEFAULTS)}, got {dataset!r}")
+  max_len = defaults.max_len if max_len is None else max_len
+  min_count = defaults.min_count if min_count is None else min_count
   records = r2gen.read_annotation(ann_path, dataset)
-  reports = {name: [clean_report(r.report, dataset) for r in records[name]] for name in SPLITS}
-  tokenizer = Tokenizer.build(reports["train"], min_count=min_count)
+  cleaned = {}
+  for name in SPLITS:
+    cleaned[name] = [clean_report(r.report, dataset) for r in records[name]]
+    for record, text in zip(records[name], cleaned[name]):
+      if not text:
+        raise ValueError(f"{os.fspath(ann_path)}: study {record.id!r} ({name}) has no word "
+                         f"left after cleaning its report {record.report!r}")
+  tokenizer = Tokenizer.build(cleaned["train"], min_count=min_count)
   splits = {}
   for name in SPLITS:
     ids = [r.id for r in records[name]]
+    tokens = tokenizer.encode_batch(cleaned[name], max_len)
+    references = tokenizer.decode_batch(tokens)
     labels = (load_labels_file(labels_path, ids) if labels_path is not None
-              else label_reports(reports[name]))
+              else label_reports(references))
     splits[name] = Split(
-        images=r2gen.load_images(records[name], image_dir, image_size),
-        tokens=tokenizer.encode_batch(reports[name], max_len),
-        labels=labels,
-        reports=reports[name],
-        ids=ids,
-    )
+        images=r2gen.ImageFiles(records[name], image_dir, image_size, check_files=check_files),
+        tokens=tokens, labels=labels, reports=references, ids=ids)
   return splits, tokenizer
+
+
+# ------------------------------------------------------------------------------------------------
+# Grain pipeline
+# ------------------------------------------------------------------------------------------------
+class StudySource:
+  """Grain random-access source over a `Split`: record i is study i as NumPy arrays.
+
+  ``source[i]`` is ``{"images": (V, H, W, 1) float32, "tokens": (T,) int32,
+  "labels": (14,) int32}``; images of `r2gen.ImageFiles` are read from disk at that moment.
+  It implements `grain.sources.RandomAccessDataSource` (``__len__``, ``__getitem__``) and is
+  picklable, so worker processes can read from it.
+  """
+
+  def __init__(self, split: Split):
+    self.split = split
+
+  def __len__(self) -> int:
+    return len(self.split)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    split = self.split
+    return {"images": np.asarray(split.images[index], np.float32),
+            "tokens": split.tokens[index], "labels": split.labels[index]}
+
+  def __repr__(self) -> str:
+    return f"StudySource({len(self)} studies, images {tuple(self.split.images.shape[1:])})"
+
+
+def _shuffle_seed(seed: int) -> int:
+  """A 32-bit shuffle seed derived from `seed`.
+
+  Grain reshuffles epoch e with seed + e, so consecutive raw seeds would share orders (seed
+  0's second epoch would be seed 1's first); hashing the seed first keeps runs apart.
+  """
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+  return int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
+
+
+def _allow_worker_processes() -> None:
+  """Grain's worker processes read absl flags; a program that does not use absl has not
+  parsed them, which Grain would report as an error."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+def train_dataset(split: Split, batch_size: int, seed: int):
+  """The endless training batches of `split` as a `grain.MapDataset`: element s is the batch
+  of step s.
+
+  Studies are shuffled with a seed derived from `seed`, in a new order every epoch; batches run
+  across epoch boundaries, so every study is seen once per epoch.
+  """
+  import grain  # pylint: disable=import-outside-toplevel
+
+  if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+  if batch_size > len(split):
+    raise ValueError(f"batch_size={batch_size} is larger than the split ({len(split)} examples)")
+  return (grain.MapDataset.source(StudySource(split))
+          .shuffle(seed=_shuffle_seed(seed))
+          .repeat()
+          .batch(int(batch_size), drop_remainder=True))
+
+
+def train_iterator(split: Split, batch_size: int, seed: int, *, workers: int = 0,
+                   start_step: int = 0, read_threads: int = 2, prefetch: int = 2):
+  """An endless iterator of training batches ``{"images", "tokens", "labels"}``.
+
+  The batch at step s depends only on (`split`, `batch_size`, `seed`, s): see
+  `train_dataset`. The iterator is a `grain.DatasetIterator`: ``get_state()`` /
+  ``set_state()`` capture and restore its position (``checkpoint.save(...,
+  data_iterator=it)`` stores it with Grain's Orbax handler), and a run resumed from it sees the
+  same next batch.
+
+  Args:
+    split: the training split.
+    batch_size: examples per batch.
+    seed: shuffling seed.
+    workers: worker processes that read and batch (0: threads of this process). A state
+      saved with one number of workers restores only into an iterator with the same number.
+    start_step: the first batch to yield (to resume by step count when no iterator state was
+      saved; do not combine with `set_state`).
+    read_threads: threads reading batches ahead (in each worker, if any).
+    prefetch: batches read ahead by those threads.
+
+  Example:
+    >>> splits, _ = synthetic_dataset(16, 4, 4, image_size=16)
+    >>> it = train_iterator(splits["train"], 4, seed=0)
+    >>> first, state = next(it), it.get_state()
+    >>> second = next(it)
+    >>> it.set_state(state)
+    >>> bool((next(it)["tokens"] == second["tokens"]).all())
+    True
+  """
+  import grain  # pylint: disable=import-outside-toplevel
+
+  if workers < 0:
+    raise ValueError(f"workers must be >= 0, got {workers}")
+  if start_step < 0:
+    raise ValueError(f"start_step must be >= 0, got {start_step}")
+  dataset = train_dataset(split, batch_size, seed)
+  if start_step:
+    dataset = dataset[start_step:]
+  iterable = dataset.to_iter_dataset(
+      grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
+  if workers:
+    _allow_worker_processes()
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(iterable)
 
 
 def batches(split: Split, batch_size: int, rng: np.random.Generator | None = None, *,
             drop_last: bool = True) -> Iterator[dict[str, np.ndarray]]:
-  """Iterates over a split in batches of {"images", "tokens", "labels"}.
+  """Iterates over a split once, in batches of {"images", "tokens", "labels"}.
 
   Args:
     split: the split.
