@@ -1,13 +1,17 @@
-r"""The main job: linear scalarization vs CAME-Grad on radiology report generation.
+r"""The main job: multi-task radiology report generation, methods x seeds.
 
-Trains every method for every seed, evaluates on the test split, prints a table of
-mean +- std over seeds, writes it as ``results.md`` and ``results.json`` under ``--out`` and
-plots training curves with the Double Dilemma diagnostics to ``training_curves.png``.
+Default: the paper's setting (K = 2 tasks ``[nll, cls]``, weights ``[1, 4]``), linear
+scalarization vs CAME-Grad, 5 seeds, model selection on val CE-F1. Prints the tables (mean ±
+sample std over seeds, the paired 95% interval of each method minus LS) and writes under
+``--out``: ``results.md``, ``results.json``, ``training_curves.png`` and, per run,
+``<method>_seed<seed>/`` with ``curves.csv``, ``curves.json``, TensorBoard event files,
+``reports.json`` and ``metrics.json``.
 
-  python -m examples.rrg.main                          # default config, synthetic data
-  python -m examples.rrg.main --config smoke           # seconds
-  python -m examples.rrg.main --config k2 --methods ls,came,cagrad
-  python -m examples.rrg.main --config r2gen --ann data/iu_xray/annotation.json \
+  python -m examples.rrg.main                              # the paper's setting
+  python -m examples.rrg.main --config k3                  # K = 3 (adds image-report alignment)
+  python -m examples.rrg.main --methods all --seeds 0,1,2  # every method of the registry
+  python -m examples.rrg.main --config smoke               # seconds
+  python -m examples.rrg.main --config r2gen --data r2gen --ann data/iu_xray/annotation.json \
       --images data/iu_xray/images --dataset iu_xray
 """
 
@@ -19,103 +23,88 @@ import json
 import os
 import platform
 import sys
-import time
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 
-from examples.rrg import configs, plots, train
+from examples.rrg import configs, plots, sweep
 
-# (key in the metrics, column name in the table)
-COLUMNS = (("ce_f1", "CE-F1"), ("ce_micro_f1", "CE-F1 (micro)"), ("BLEU_4", "BLEU-4"),
-           ("ROUGE_L", "ROUGE-L"), ("CIDEr", "CIDEr"), ("train_time", "train time (s)"))
+# flag -> (Config field, type); None type: a comma-separated tuple
+_OVERRIDES = {
+    "steps": ("num_steps", int), "lr": ("learning_rate", float),
+    "batch_size": ("batch_size", int), "warmup_fraction": ("warmup_fraction", float),
+    "rho": ("came_rho", float), "kappa": ("came_kappa", float), "nu": ("came_nu", float),
+    "image_size": ("image_size", int), "max_len": ("max_len", int),
+    "backbone": ("backbone", str), "eval_every": ("eval_every", int),
+    "data": ("data", str), "ann": ("ann_path", str), "images": ("image_dir", str),
+    "dataset": ("dataset", str), "labels": ("labels_path", str),
+    "checkpoint": ("checkpoint_every", int), "bootstrap": ("bootstrap_samples", int),
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m examples.rrg.main", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--config", default="default", choices=sorted(configs.CONFIGS))
-  p.add_argument("--methods", help="comma-separated, e.g. ls,came,cagrad (default: config's)")
-  p.add_argument("--seeds", help="comma-separated ints, e.g. 0,1,2 (default: config's)")
-  p.add_argument("--steps", type=int, help="training steps per run (default: config's)")
+  p.add_argument("--methods", help="comma-separated registry names, 'ls_tuned' or 'all' "
+                 "(default: the config's)")
+  p.add_argument("--seeds", help="comma-separated ints (default: the config's)")
+  p.add_argument("--steps", type=int, help="the step budget of every run")
+  p.add_argument("--lr", type=float, help="peak learning rate")
+  p.add_argument("--batch-size", type=int)
+  p.add_argument("--warmup-fraction", type=float, help="warmup as a fraction of --steps")
+  p.add_argument("--task-weights", help="comma-separated, one per task")
+  p.add_argument("--rho", type=float, help="CAME-Grad rho")
+  p.add_argument("--kappa", type=float, help="CAME-Grad kappa")
+  p.add_argument("--nu", type=float, help="CAME-Grad nu")
+  p.add_argument("--image-size", type=int)
+  p.add_argument("--max-len", type=int, help="report tokens, BOS and EOS included")
+  p.add_argument("--backbone", help="model backbone")
+  p.add_argument("--eval-every", type=int, help="val evaluation (model selection) period")
   p.add_argument("--out", default="runs/rrg", help="output directory")
-  p.add_argument("--data", choices=("synthetic", "r2gen"), help="default: config's")
+  p.add_argument("--data", choices=("synthetic", "r2gen"))
   p.add_argument("--ann", help="R2Gen annotation.json (with --data r2gen)")
   p.add_argument("--images", help="R2Gen image directory (with --data r2gen)")
   p.add_argument("--dataset", choices=("iu_xray", "mimic_cxr"), help="R2Gen dataset layout")
-  p.add_argument("--labels", help="CSV of reference labels from an external labeler "
-                 "(e.g. CheXbert); default: the rule-based labeler")
-  p.add_argument("--checkpoint", type=int, default=0, metavar="EVERY",
-                 help="save an Orbax checkpoint every EVERY steps under OUT/checkpoints and "
-                 "resume from it when rerun (0: off)")
+  p.add_argument("--labels", help="CSV of reference labels from an external labeler")
+  p.add_argument("--checkpoint", type=int, metavar="EVERY",
+                 help="save an Orbax checkpoint every EVERY steps and resume on rerun")
+  p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the intervals")
   p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
-  p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+  p.add_argument("--no-progress", action="store_true", help="no progress bars")
   return p.parse_args(argv)
 
 
+def _numbers(text: str, kind, flag: str) -> tuple:
+  try:
+    return tuple(kind(s) for s in text.split(",") if s.strip())
+  except ValueError:
+    raise SystemExit(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> configs.Config:
-  """The named config with the command-line overrides applied."""
-  config = configs.get_config(args.config)
-  changes = {}
+  """The named config with the command-line overrides applied (errors exit with the reason)."""
+  changes = {field: kind(getattr(args, flag)) for flag, (field, kind) in _OVERRIDES.items()
+             if getattr(args, flag) is not None}
   if args.methods:
     changes["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
   if args.seeds:
-    try:
-      changes["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s.strip())
-    except ValueError:
-      raise SystemExit(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-  if args.steps is not None:
-    if args.steps < 1:
-      raise SystemExit(f"--steps must be >= 1, got {args.steps}")
-    changes["num_steps"] = args.steps
-  for flag, field in (("data", "data"), ("ann", "ann_path"), ("images", "image_dir"),
-                      ("dataset", "dataset"), ("labels", "labels_path")):
-    if getattr(args, flag):
-      changes[field] = getattr(args, flag)
-  if args.checkpoint:
-    changes["checkpoint_every"] = args.checkpoint
+    changes["seeds"] = _numbers(args.seeds, int, "--seeds")
+  if args.task_weights:
+    changes["task_weights"] = _numbers(args.task_weights, float, "--task-weights")
   if args.meteor:
     changes["meteor"] = True
-  config = dataclasses.replace(config, **changes)
-  if not config.methods or not config.seeds:
-    raise SystemExit("--methods and --seeds must not be empty")
+  try:
+    config = dataclasses.replace(configs.get_config(args.config), **changes)
+    config = dataclasses.replace(config, methods=sweep.method_list(config.methods))
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
+  if not config.seeds:
+    raise SystemExit("--seeds must not be empty")
   if config.data == "r2gen" and not (config.ann_path and config.image_dir):
     raise SystemExit("--data r2gen needs --ann PATH/annotation.json and --images DIR")
-  for method in config.methods:  # fail before any training, not after the first method
-    try:
-      train.config_optimizer(config, method)
-    except ValueError as e:
-      raise SystemExit(str(e)) from None
   return config
-
-
-def load_data(config: configs.Config):
-  """``(splits, tokenizer)`` of the configured data."""
-  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
-
-  if config.data == "synthetic":
-    return input_pipeline.synthetic_dataset(
-        config.num_train, config.num_val, config.num_test, image_size=config.image_size,
-        max_len=config.max_len, seed=config.data_seed)
-  return input_pipeline.load_r2gen(
-      config.ann_path, config.image_dir, dataset=config.dataset, image_size=config.image_size,
-      max_len=config.max_len, min_count=config.min_count, labels_path=config.labels_path)
-
-
-def format_table(summary: dict, columns=COLUMNS) -> str:
-  """Markdown table of ``mean ± std`` per method (``summary`` from ``train.summarize``)."""
-  header = "| method | " + " | ".join(name for _, name in columns) + " |"
-  rule = "|---|" + "---:|" * len(columns)
-  rows = []
-  for method, row in summary.items():
-    cells = []
-    for key, _ in columns:
-      mean, std, _ = row[key]
-      digits = 1 if key == "train_time" else 3
-      cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
-    rows.append(f"| {method} | " + " | ".join(cells) + " |")
-  return "\n".join([header, rule, *rows])
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -123,65 +112,46 @@ def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
   config = config_from_args(args)
   os.makedirs(args.out, exist_ok=True)
-  wall0 = time.perf_counter()
+  print(f"config={config.name} tasks={config.tasks} weights={config.task_weights} "
+        f"methods={config.methods} seeds={config.seeds} steps={config.num_steps} "
+        f"backend={jax.default_backend()}", flush=True)
 
-  data, tokenizer = load_data(config)
-  n = {name: split.images.shape[0] for name, split in data.items()}
-  print(f"config={config.name} data={config.data} splits={n} vocab={tokenizer.vocab_size} "
-        f"tasks={config.tasks} weights={config.task_weights} methods={config.methods} "
-        f"seeds={config.seeds} steps={config.num_steps} backend={jax.default_backend()}",
-        flush=True)
+  result = sweep.run(config, args.out, progress=not args.no_progress)
+  tables = sweep.report(result)
+  machine = (f"{os.cpu_count()} CPU cores, {jax.default_backend()}, "
+             f"load average {os.getloadavg()[0]:.1f} at the end")
+  print("\n" + tables.markdown + f"\n\nMachine: {machine}.", flush=True)
 
-  results = train.run_all(
-      config, data, tokenizer, methods=config.methods, seeds=config.seeds,
-      progress=not args.no_progress,
-      checkpoint_root=os.path.join(args.out, "checkpoints") if config.checkpoint_every else None)
-  wall = time.perf_counter() - wall0
-
-  keys = [k for k, _ in COLUMNS] + sorted(
-      {k for r in results for k in r.metrics} - {k for k, _ in COLUMNS})
-  summary = train.summarize(results, keys)
-  table = format_table(summary)
-  footer = (f"{len(config.seeds)} seeds ({', '.join(map(str, config.seeds))}), mean ± std; "
-            f"config `{config.name}`, {config.num_steps} steps of batch {config.batch_size}, "
-            f"{results[0].num_params:,} parameters; wall time {wall:.0f} s "
-            f"({os.cpu_count()} CPU cores, {jax.default_backend()}).")
-  print("\n" + table + "\n\n" + footer, flush=True)
-
-  plot_path = os.path.join(args.out, "training_curves.png")
   plots.plot_training_curves(
-      results, config.tasks, plot_path,
-      title=f"RRG {config.name}: tasks {', '.join(config.tasks)}, weights {config.task_weights}")
-
+      result.runs, config.tasks, os.path.join(args.out, "training_curves.png"),
+      title=f"RRG {config.name}: tasks {', '.join(config.tasks)}, weights "
+            f"{list(config.task_weights)}")
   with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
-    f.write(f"# RRG `{config.name}` results\n\n{table}\n\n{footer}\n\n"
-            f"![training curves](training_curves.png)\n")
+    f.write(f"# RRG `{config.name}` results\n\n{tables.markdown}\n\nMachine: {machine}.\n\n"
+            "![training curves](training_curves.png)\n")
   out = {
-      "config": _jsonable(dataclasses.asdict(config)),
+      "config": dataclasses.asdict(config),
       "summary": {m: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in row.items()}
-                  for m, row in summary.items()},
-      "runs": [{"method": r.method, "seed": r.seed, "metrics": r.metrics,
-                "train_time": r.train_time, "eval_time": r.eval_time,
-                "num_params": r.num_params, "final_losses": _final_losses(r, config.tasks),
-                "mean_diagnostics": _mean_diagnostics(r),
-                "examples": [{"reference": tokenizer.decode(data["test"].tokens[i]),
-                              "generated": r.hypotheses[i]} for i in range(3)]}
-               for r in results],
-      "wall_time": wall,
+                  for m, row in tables.summary.items()},
+      "intervals": tables.intervals,
+      "ls_tuned": {k: (v if k != "val_ce_f1" else {str(w): s for w, s in v.items()})
+                   for k, v in result.tuning.items()},
+      "plain_ls_step_time": result.plain_ls_step_time,
+      "runs": [{"method": r.method, "seed": r.seed, "task_weights": list(r.task_weights),
+                "metrics": r.metrics, "selected_step": r.selected_step,
+                "val_curve": r.val_curve, "train_time": r.train_time,
+                "compile_time": r.compile_time, "step_time": r.step_time,
+                "eval_time": r.eval_time, "num_params": r.num_params,
+                "final_losses": _final_losses(r, config.tasks)} for r in result.runs],
+      "wall_time": result.wall_time,
       "machine": {"cpus": os.cpu_count(), "backend": jax.default_backend(),
-                  "python": sys.version.split()[0], "platform": platform.platform()},
+                  "load_average": os.getloadavg()[0], "python": sys.version.split()[0],
+                  "platform": platform.platform()},
   }
   with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
-    json.dump(out, f, indent=2)
-  # Every generated report, e.g. to label them with CheXbert and pass its labels back in.
-  test = data["test"]
-  for r in results:
-    with open(os.path.join(args.out, f"reports_{r.method}_seed{r.seed}.json"), "w",
-              encoding="utf-8") as f:
-      json.dump([{"id": test.ids[i], "reference": tokenizer.decode(test.tokens[i]),
-                  "generated": r.hypotheses[i]} for i in range(len(test.ids))], f, indent=1)
-  print(f"wrote {args.out}/results.md, results.json, training_curves.png, "
-        f"reports_<method>_seed<seed>.json", flush=True)
+    json.dump(out, f, indent=1)
+  print(f"wrote {args.out}/results.md, results.json, training_curves.png and "
+        f"<method>_seed<seed>/ per run", flush=True)
   return out
 
 
@@ -189,26 +159,7 @@ def _final_losses(result, tasks) -> dict:
   losses = result.history.get("losses")
   if losses is None or not len(losses):
     return {}
-  tail = np.asarray(losses[-10:]).mean(0)
-  return {t: float(v) for t, v in zip(tasks, tail)}
-
-
-def _mean_diagnostics(result) -> dict:
-  """Per-run means over training steps of the scalar diagnostics and the coefficients."""
-  out = {}
-  for key in ("drift_deg", "diffusion_decay", "energy_gain", "min_inner", "coefficients",
-              "task_norms"):
-    if key in result.history and len(result.history[key]):
-      out[key] = np.asarray(result.history[key], np.float64).mean(0).tolist()
-  return out
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  return x
+  return {t: float(v) for t, v in zip(tasks, np.asarray(losses[-10:]).mean(0))}
 
 
 if __name__ == "__main__":

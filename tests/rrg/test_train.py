@@ -11,18 +11,16 @@ import pytest
 from flax import nnx
 
 import came_grad_jax
-from examples.rrg import configs, main, train
+from examples.rrg import configs, train
 
-# Everything runs at the shapes of the `smoke` config with its optimizers, so the compiled
-# train steps are shared with test_main and test_checkpoint (train.make_train_step and
-# train.config_optimizer are cached).
+# Everything runs at the shapes of the `smoke` config.
 SMOKE = configs.smoke()
 WEIGHTS = SMOKE.task_weights
 
 
 @functools.lru_cache(maxsize=None)
 def _data():
-  return main.load_data(SMOKE)
+  return train.load_data(SMOKE)
 
 
 def _model(seed=0, config=SMOKE):
@@ -73,16 +71,38 @@ def test_task_losses_validation():
 
 
 # -- methods -------------------------------------------------------------------------------------
-def test_method_lookup():
-  for name in ("ls", "linear_scalarization", "came", "came_grad", "cagrad"):
-    tx = train.method_transformation(name, WEIGHTS)
-    assert isinstance(tx, optax.GradientTransformation)
-  # Other methods of the library are found by name (their numerics are tested with the core).
-  for name in ("mgda", "pcgrad", "upgrad"):
-    if hasattr(came_grad_jax.weightings, name):
-      assert isinstance(train.method_transformation(name, WEIGHTS), optax.GradientTransformation)
+def _close(a, b, rel=1e-5):
+  """Trees equal up to float32 rounding, relative to the norm of each leaf of ``b``."""
+  def leaf(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    assert np.linalg.norm(x - y) <= rel * np.linalg.norm(y) + 1e-30, (
+        np.linalg.norm(x - y), np.linalg.norm(y))
+  jax.tree.map(leaf, a, b)
+
+
+def test_methods_come_from_the_registry():
+  names = train.method_names()
+  assert {"ls", "came", "cagrad", "famo", "dwa", "uncertainty"} <= set(names)
+  for name in names:
+    method = train.make_method(SMOKE, name)
+    assert method.kind in ("gradient", "loss") and method.name == name
+    assert isinstance(method.tx, optax.GradientTransformation)
+    assert (method.weighting is None) == (method.kind == "gradient")
   with pytest.raises(ValueError, match="unknown method"):
-    train.method_transformation("no_such_method", WEIGHTS)
+    train.make_method(SMOKE, "no_such_method")
+
+
+def test_warmup_is_a_fraction_of_the_budget():
+  for steps in (10, 100, 1000):
+    config = dataclasses.replace(SMOKE, num_steps=steps, warmup_fraction=0.1, learning_rate=1.0)
+    schedule = train.learning_rate(config)
+    assert config.warmup_steps == steps // 10
+    # The peak is reached at the end of the warmup, whatever the budget.
+    np.testing.assert_allclose(schedule(config.warmup_steps), 1.0, rtol=1e-6)
+    assert float(schedule(config.warmup_steps // 2)) < 0.6
+    np.testing.assert_allclose(schedule(steps), 0.1, rtol=1e-5)
+  with pytest.raises(ValueError, match="warmup_fraction"):
+    dataclasses.replace(SMOKE, warmup_fraction=1.0)
 
 
 def test_ls_equals_gradient_of_weighted_sum_and_came_is_a_reweighting():
@@ -94,7 +114,7 @@ def test_ls_equals_gradient_of_weighted_sum_and_came_is_a_reweighting():
   def losses_of(p):
     state = nnx.state(model, nnx.Param)
     nnx.replace_by_pure_dict(state, p)
-    return train.task_losses(nnx.merge(graphdef, state, rest), batch)
+    return train.task_losses(nnx.merge(graphdef, state, rest), batch, SMOKE.tasks)
 
   losses, task_grads = jax.jit(came_grad_jax.value_and_task_grads(losses_of))(params)
   # grad of sum_k c_k w_k L_k, one compilation for every c.
@@ -102,29 +122,59 @@ def test_ls_equals_gradient_of_weighted_sum_and_came_is_a_reweighting():
   w = jnp.asarray(WEIGHTS)
   expected = weighted_grad(params, w)
 
-  tx = train.method_transformation("ls", WEIGHTS)
-  update, _ = jax.jit(tx.update)(task_grads, tx.init(params), params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6),
-               update, expected)
+  method_tx = train.make_method(SMOKE, "ls").tx[0]  # the method before AdamW
+  update, _ = jax.jit(method_tx.update)(task_grads, method_tx.init(params), params)
+  _close(update, expected)
 
   # CAME-Grad returns sum_k c_k w_k g_k = grad of sum_k stop_gradient(c_k) w_k L_k.
-  tx = train.method_transformation("came", WEIGHTS)
-  update, state = jax.jit(tx.update)(task_grads, tx.init(params), params)
-  c = state.diagnostics.coefficients
+  method_tx = train.make_method(SMOKE, "came").tx[0]
+  update, state = jax.jit(method_tx.update)(task_grads, method_tx.init(params), params)
+  c = optax.tree_utils.tree_get(state, "diagnostics").coefficients
   assert not np.allclose(c, 1.0)  # a real reweighting, or this test proves nothing
-  expected = weighted_grad(params, c * w)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6),
-               update, expected)
+  _close(update, weighted_grad(params, c * w))
+
+
+def test_plain_ls_trainer_takes_the_same_step_as_ls_through_the_registry():
+  # SGD(1) after the method: the parameters move by exactly the gradient the trainer built.
+  batch = _batch(4)
+  moved = {}
+  for name in ("ls", "ls_plain"):
+    model = _model(4)
+    method = train.make_method(SMOKE, name)
+    sgd = optax.sgd(1.0)
+    method = dataclasses.replace(
+        method, tx=optax.chain(method.tx[0], sgd) if method.kind == "gradient" else sgd)
+    before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    optimizer = train.create_optimizer(SMOKE, model, method)
+    metrics, _ = train.step_function(SMOKE, method)(model, optimizer, None, batch)
+    after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    moved[name] = (np.asarray(metrics["losses"]), jax.tree.map(jnp.subtract, before, after))
+  assert moved["ls"][0].shape == (3,)
+  _close(moved["ls_plain"][0], moved["ls"][0])
+  _close(moved["ls_plain"][1], moved["ls"][1], rel=1e-4)
+
+
+def test_loss_weighting_step_weights_the_losses():
+  model = _model(5)
+  method = train.make_method(SMOKE, "famo")
+  optimizer = train.create_optimizer(SMOKE, model, method)
+  state = method.weighting.init(len(SMOKE.tasks))
+  step = train.step_function(SMOKE, method)
+  for _ in range(3):
+    metrics, state = step(model, optimizer, state, _batch(5))
+  lam = np.asarray(metrics["coefficients"])
+  assert lam.shape == (3,) and np.all(lam > 0) and np.all(np.isfinite(lam))
+  assert int(state.count) == 3
 
 
 # -- train step ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["ls", "came"])
 def test_tiny_overfit_reduces_every_loss(method):
   model = _model()
-  optimizer = train.create_optimizer(SMOKE, model, method)  # lr 1e-2, then 1e-3 after 6 steps
-  step = train.make_train_step(SMOKE.tasks, temperature=SMOKE.temperature)
+  optimizer = train.create_optimizer(SMOKE, model, method)  # lr 1e-2 with warmup, 6 steps
   batch = _batch(2)
-  history = [step(model, optimizer, batch) for _ in range(30)]
+  history = [train.gradient_step(model, optimizer, batch, tasks=SMOKE.tasks,
+                                 temperature=SMOKE.temperature) for _ in range(30)]
   first, last = np.asarray(history[0]["losses"]), np.asarray(history[-1]["losses"])
   assert np.all(last < 0.9 * first) and last[0] < 0.7 * first[0], (first, last)
   diag = jax.device_get(history[-1])
@@ -137,21 +187,41 @@ def test_tiny_overfit_reduces_every_loss(method):
     assert float(diag["drift_deg"]) > 0.1 and float(diag["energy_gain"]) > 1.0
 
 
-def test_k2_config_trains_two_tasks():
-  k2 = configs.k2()
-  assert k2.tasks == ("nll", "cls") and k2.task_weights == (1.0, 4.0)
-  config = dataclasses.replace(SMOKE, tasks=k2.tasks, task_weights=k2.task_weights)
+def test_default_config_is_the_papers_setting_and_trains_two_tasks():
+  default = configs.default()
+  assert default.tasks == ("nll", "cls") and default.task_weights == (1.0, 4.0)
+  assert len(default.seeds) >= 5 and default.methods == ("ls", "came")
+  assert configs.k3().tasks == ("nll", "cls", "align")
+  config = dataclasses.replace(SMOKE, tasks=default.tasks, task_weights=default.task_weights)
   model = _model(config=config)
   batch = _batch()
   all_three = nnx.jit(train.task_losses, static_argnums=2)(model, batch, train.TASKS)
   optimizer = train.create_optimizer(config, model, "came")
-  metrics = train.make_train_step(config.tasks)(model, optimizer, batch)
+  metrics = train.gradient_step(model, optimizer, batch, tasks=config.tasks,
+                                temperature=config.temperature)
   # The step reports the losses before its update, in the order of config.tasks.
-  np.testing.assert_allclose(metrics["losses"], all_three[:2], rtol=1e-5)
+  _close(metrics["losses"], all_three[:2])
   assert metrics["cosine"].shape == (2, 2)
   assert float(metrics["energy_gain"]) > 0
   with pytest.raises(ValueError, match="task_weights"):
     configs.Config(tasks=("nll", "cls"), task_weights=(1.0, 4.0, 1.0))
+
+
+def test_train_and_evaluate_selects_on_val_and_writes_curves(tmp_path):
+  config = dataclasses.replace(SMOKE, method="ls", num_steps=4, eval_every=2)
+  result = train.train_and_evaluate(config, str(tmp_path), data=_data(), progress=False)
+  assert [s for s, _ in result.val_curve] == [2, 4]
+  best = max(v for _, v in result.val_curve)
+  assert result.selected_step == next(s for s, v in result.val_curve if v == best)
+  assert result.history["losses"].shape == (4, 3) and len(result.outputs) == len(result.hypotheses)
+  assert result.compile_time > 0 and result.train_time >= 0 and result.step_time >= 0
+  run_dir = tmp_path / "ls_seed0"
+  for name in ("curves.csv", "curves.json", "reports.json", "metrics.json"):
+    assert (run_dir / name).stat().st_size > 0, name
+  assert any((run_dir / "tensorboard").iterdir())
+  header = (run_dir / "curves.csv").read_text().splitlines()[0].split(",")
+  assert header[:4] == ["step", "loss/nll", "loss/cls", "loss/align"]
+  assert "cosine/nll-cls" in header and "drift_deg" in header and "coefficient/cls" in header
 
 
 # -- decoding ------------------------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""Methods x seeds: every run of a sweep, the summary over seeds, the paired intervals, the tables.
+
+:func:`run` trains ``config.methods`` for ``config.seeds`` with ``train.train_and_evaluate``
+(one compiled train step per method, shared by its seeds), times the plain LS trainer (one
+backward pass of ``sum_k w_k L_k``) for the per-step time ratio, and handles ``ls_tuned``: LS
+trained at every cls weight of ``config.ls_tune_grid``, the weight with the best mean val CE-F1
+over seeds selected (its test metrics reported; the grid's extra runs are its cost).
+:func:`report` turns the runs into Markdown tables: mean ± sample std over seeds for every
+metric, the paired 95% bootstrap interval of each method minus LS, positive test studies and F1
+per observation, and the timings.
+
+Example::
+
+  config = dataclasses.replace(configs.smoke(), methods=("ls", "came"))
+  sweep = run(config, "/tmp/rrg")
+  print(report(sweep).markdown)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from examples.rrg import metrics, per_study, stats, train
+from examples.rrg.labeler import OBSERVATIONS
+
+LS_TUNED = "ls_tuned"
+REFERENCE = "ls"  # differences and their intervals are against this method
+
+# (key, column title) of the main table: the F1 of each CE convention, then language metrics.
+COLUMNS = (*metrics.CE_F1_COLUMNS, ("BLEU_4", "BLEU-4"), ("ROUGE_L", "ROUGE-L"),
+           ("CIDEr", "CIDEr"))
+# Metrics with a paired bootstrap interval (recomputed from per-study outputs).
+INTERVAL_KEYS = (*(key for key, _ in metrics.CE_F1_COLUMNS), "BLEU_4", "ROUGE_L", "CIDEr")
+
+
+def method_list(names: Sequence[str]) -> tuple[str, ...]:
+  """``names`` with ``"all"`` expanded to every registry method and ``ls_tuned``; checked.
+
+  Raises:
+    ValueError: an unknown name, or an empty list.
+  """
+  known = train.method_names()
+  out: list[str] = []
+  for name in names:
+    for n in (known + (LS_TUNED,) if name == "all" else (name,)):
+      if n not in known and n != LS_TUNED:
+        raise ValueError(f"unknown method {n!r}; expected 'all', {LS_TUNED!r} or one of {known}")
+      if n not in out:
+        out.append(n)
+  if not out:
+    raise ValueError("methods must not be empty")
+  return tuple(out)
+
+
+@dataclasses.dataclass
+class Sweep:
+  """Every run of a sweep and what it cost."""
+
+  config: Any
+  runs: list
+  """``train.RunResult`` of every method and seed (``ls_tuned``: the runs at the selected
+  weight, relabelled)."""
+  plain_ls_step_time: float
+  """Seconds per step of the plain LS trainer."""
+  tuning: dict
+  """``ls_tuned``: ``{"grid", "val_ce_f1" (per weight), "selected", "extra_runs",
+  "extra_train_time"}``; empty without ``ls_tuned``."""
+  wall_time: float
+
+
+def _with_cls_weight(config, weight: float):
+  weights = list(config.task_weights)
+  weights[config.tasks.index("cls")] = weight
+  return dataclasses.replace(config, task_weights=tuple(weights))
+
+
+def run(config, workdir: str, *, data: tuple[dict, Any] | None = None,
+        progress: bool = True) -> Sweep:
+  """Trains and tests every method of ``config.methods`` for every seed of ``config.seeds``."""
+  wall0 = time.perf_counter()
+  methods = method_list(config.methods)
+  data = train.load_data(config) if data is None else data
+  runs: list = []
+  cache: dict = {}  # (method, task weights) -> runs, so that ls_tuned reuses LS at w
+
+  def runs_of(cfg, name: str, folder: str) -> list:
+    key = (name, tuple(cfg.task_weights))
+    if key not in cache:
+      cfg = dataclasses.replace(cfg, method=name)
+      method = train.make_method(cfg)  # one object: one compiled step for all seeds
+      cache[key] = [train.train_and_evaluate(dataclasses.replace(cfg, seed=s), folder,
+                                             data=data, method=method, progress=progress)
+                    for s in config.seeds]
+    return cache[key]
+
+  tuning: dict = {}
+  for name in methods:
+    if name != LS_TUNED:
+      runs.extend(runs_of(config, name, workdir))
+      continue
+    if "cls" not in config.tasks:
+      raise ValueError(f"{LS_TUNED} tunes the cls weight, but tasks are {config.tasks}")
+    val, extra = {}, []
+    for weight in config.ls_tune_grid:
+      cfg = _with_cls_weight(config, weight)
+      fresh = (REFERENCE, tuple(cfg.task_weights)) not in cache
+      grid_runs = runs_of(cfg, REFERENCE, f"{workdir}/{LS_TUNED}/cls_weight_{weight:g}")
+      if fresh:
+        extra.extend(grid_runs)
+      val[weight] = float(np.mean([max(v for _, v in r.val_curve) for r in grid_runs]))
+    selected = max(val, key=lambda w: (val[w], -abs(w - config.task_weights[
+        config.tasks.index("cls")])))
+    runs.extend(dataclasses.replace(r, method=LS_TUNED)
+                for r in cache[(REFERENCE, tuple(_with_cls_weight(config, selected)
+                                                  .task_weights))])
+    tuning = {"grid": list(config.ls_tune_grid), "val_ce_f1": val, "selected": selected,
+              "extra_runs": len(extra), "extra_train_time": sum(r.train_time for r in extra)}
+  plain = train.time_per_step(dataclasses.replace(config, method=REFERENCE),
+                              train.make_method(config, "ls_plain"), data,
+                              config.timing_steps)
+  return Sweep(config=config, runs=runs, plain_ls_step_time=plain, tuning=tuning,
+               wall_time=time.perf_counter() - wall0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Summaries and tables
+# ------------------------------------------------------------------------------------------------
+def _value(run, key: str) -> float:
+  if key in ("train_time", "compile_time", "step_time", "eval_time", "selected_step"):
+    return float(getattr(run, key))
+  return float(run.metrics.get(key, np.nan))
+
+
+def summarize(runs: Sequence, keys: Sequence[str]) -> dict[str, dict[str, tuple]]:
+  """``{method: {key: (mean, sample std or None, n)}}`` over seeds."""
+  table: dict[str, dict[str, tuple]] = {}
+  for method in dict.fromkeys(r.method for r in runs):
+    of_method = [r for r in runs if r.method == method]
+    table[method] = {}
+    for key in keys:
+      values = [_value(r, key) for r in of_method]
+      if not np.all(np.isnan(values)):
+        table[method][key] = stats.mean_std(values)
+  return table
+
+
+def intervals(runs: Sequence, method: str, *, reference: str = REFERENCE,
+              num_samples: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
+  """Paired bootstrap of ``method`` minus ``reference`` over the seeds both have run."""
+  by_seed = {m: {r.seed: r for r in runs if r.method == m} for m in (method, reference)}
+  seeds = sorted(by_seed[method].keys() & by_seed[reference].keys())
+  if not seeds:
+    raise ValueError(f"no seed was run with both {method!r} and {reference!r}")
+  ci = stats.paired_bootstrap(
+      [by_seed[reference][s].outputs for s in seeds], [by_seed[method][s].outputs for s in seeds],
+      per_study.resampled_metrics, num_studies=len(by_seed[method][seeds[0]].outputs),
+      num_samples=num_samples, seed=seed)
+  return {key: ci[key] for key in INTERVAL_KEYS if key in ci}
+
+
+def _cell(summary_row: dict, key: str, digits: int = 3) -> str:
+  if key not in summary_row:
+    return "-"
+  mean, std, _ = summary_row[key]
+  return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+@dataclasses.dataclass
+class Report:
+  """The tables of a sweep, as Markdown and as data for ``results.json``."""
+
+  markdown: str
+  summary: dict
+  intervals: dict
+
+
+def report(sweep: Sweep, *, compared: str = "came") -> Report:
+  """Markdown tables of a sweep (see the module docstring).
+
+  ``compared`` is the method of the per-observation table and of the detailed interval table
+  (every method's CE-F1 interval against LS is in the main table).
+  """
+  config, runs = sweep.config, sweep.runs
+  methods = list(dict.fromkeys(r.method for r in runs))
+  keys = [k for k, _ in COLUMNS] + ["selected_step", "train_time", "compile_time", "step_time"]
+  summary = summarize(runs, keys + sorted({k for r in runs for k in r.metrics} - set(keys)))
+  cis = {}
+  if REFERENCE in methods:
+    for m in methods:
+      if m != REFERENCE:
+        cis[m] = intervals(runs, m, num_samples=config.bootstrap_samples)
+  n_seeds = len(config.seeds)
+  lines = []
+
+  # Main table: every method, mean ± sample std, CE-F1 minus LS with its interval.
+  header = ["method", *(title for _, title in COLUMNS), "CE-F1 macro − LS [95% CI]",
+            "selected step", "step time / plain LS"]
+  lines += [_row(header), "|---|" + "---:|" * (len(header) - 1)]
+  for m in methods:
+    row = summary[m]
+    diff = "-" if m not in cis else (
+        f"{cis[m]['ce_f1']['diff']:+.3f} "
+        f"{stats.format_interval(cis[m]['ce_f1']['low'], cis[m]['ce_f1']['high'])}")
+    ratio = row["step_time"][0] / sweep.plain_ls_step_time
+    lines.append(_row([m, *(_cell(row, k) for k, _ in COLUMNS), diff,
+                       _cell(row, "selected_step", 0), f"{ratio:.2f}"]))
+  lines.append("")
+  lines.append(_footer(sweep, n_seeds))
+
+  # Paired intervals of the compared method minus LS, every interval metric.
+  if compared in cis:
+    lines += ["", f"**{compared} minus {REFERENCE}**, paired 95% bootstrap interval "
+              f"({config.bootstrap_samples} resamples of seeds, then of test studies within "
+              "each seed):", "",
+              _row(["metric", REFERENCE, compared, "difference", "95% CI"]), "|---|---:|---:|---:|---:|"]
+    titles = dict(COLUMNS)
+    for key, ci in cis[compared].items():
+      lines.append(_row([titles.get(key, key), _cell(summary[REFERENCE], key),
+                         _cell(summary[compared], key), f"{ci['diff']:+.3f}",
+                         stats.format_interval(ci["low"], ci["high"])]))
+
+  # Per observation: positive (or uncertain) test studies next to F1.
+  shown = [m for m in (REFERENCE, compared) if m in summary]
+  if shown and f"ce_support/{OBSERVATIONS[0]}" in summary[shown[0]]:
+    lines += ["", "Per observation (convention (a)): test studies where the reference has it "
+              "(positive or uncertain) and F1, mean ± std over seeds:", "",
+              _row(["observation", "test positives", *(f"F1 {m}" for m in shown)]),
+              "|---|---:|" + "---:|" * len(shown)]
+    for name in OBSERVATIONS:
+      support = summary[shown[0]][f"ce_support/{name}"][0]
+      lines.append(_row([name, f"{support:.0f}",
+                         *(_cell(summary[m], f"ce_f1/{name}") for m in shown)]))
+
+  # Timings.
+  lines += ["", "Time per run (mean over seeds): compilation (the first step) apart; train "
+            "time is the training steps alone (no compilation, no evaluation).", "",
+            _row(["method", "compile (s)", "train (s)", "per step (ms)",
+                  "ratio to plain LS"]), "|---|---:|---:|---:|---:|"]
+  for m in methods:
+    row = summary[m]
+    lines.append(_row([m, _cell(row, "compile_time", 1), _cell(row, "train_time", 1),
+                       f"{1e3 * row['step_time'][0]:.1f}",
+                       f"{row['step_time'][0] / sweep.plain_ls_step_time:.2f}"]))
+  lines.append(_row(["plain LS (one backward pass)", "-", "-",
+                     f"{1e3 * sweep.plain_ls_step_time:.1f}", "1.00"]))
+  if sweep.tuning:
+    t = sweep.tuning
+    grid = ", ".join(f"{w:g}: {v:.3f}" for w, v in t["val_ce_f1"].items())
+    lines += ["", f"`{LS_TUNED}`: cls weight selected on val from the grid {{{grid}}} (mean "
+              f"best val CE-F1 over seeds): **{t['selected']:g}**; cost {t['extra_runs']} extra "
+              f"LS runs, {t['extra_train_time']:.0f} s of training."]
+  return Report(markdown="\n".join(lines), summary=summary, intervals=cis)
+
+
+def _row(cells: Sequence[str]) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
+def _footer(sweep: Sweep, n_seeds: int) -> str:
+  config, run0 = sweep.config, sweep.runs[0]
+  spread = "mean ± sample std (ddof=1)" if n_seeds > 1 else "one seed, no std"
+  return (f"{n_seeds} seeds ({', '.join(map(str, config.seeds))}), {spread}; config "
+          f"`{config.name}`: tasks {list(config.tasks)}, weights {list(config.task_weights)}, "
+          f"{config.num_steps} steps of batch {config.batch_size}, model selected on val "
+          f"CE-F1 every {config.eval_every} steps, {run0.num_params:,} parameters; "
+          f"{len(run0.outputs)} test studies; sweep wall time {sweep.wall_time:.0f} s.")
