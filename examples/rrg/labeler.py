@@ -506,7 +506,9 @@ def label_report(text: str) -> np.ndarray:
   """Labels one report with the 14 CheXpert observations.
 
   Args:
-    text: a free-text report (raw or cleaned; case and punctuation are handled).
+    text: a free-text report (raw or cleaned; case and punctuation are handled). A whole
+      report with section headers is reduced to its FINDINGS and IMPRESSION
+      (`findings_text`).
 
   Returns:
     int32 array of shape (14,), in the order of `OBSERVATIONS`, with values
