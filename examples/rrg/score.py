@@ -201,8 +201,8 @@ def score(hyps: Mapping[str, str], refs: Mapping[str, str], *,
 def format_tables(result: Mapping) -> str:
   """Markdown tables of a `score` result: CE by convention, per observation, NLG if any."""
   scores, warning = result["scores"], result["warning"]
-  head = [f"{result['num_studies']} studies; references labelled by {result['ref_labeler']}, "
-          f"generated reports by {result['hyp_labeler']}", ""]
+  head = [(f"{result['num_studies']} studies; references labelled by "
+           f"{result['ref_labeler']}, generated reports by {result['hyp_labeler']}"), ""]
 
   def table(lines: list[str]) -> list[str]:
     return ([warning] if warning else []) + lines + [""]

@@ -79,8 +79,8 @@ CASES = [
     # Case, punctuation and decimals do not matter.
     ("THE HEART IS ENLARGED; 1.5 cm NODULE!", _labels(Cardiomegaly=P, Lung_Lesion=P)),
     # Cleaned R2Gen-style text (" ." separators).
-    ("the cardiomediastinal silhouette is within normal limits . there is mild pulmonary "
-     "edema . no pleural effusion .",
+    (("the cardiomediastinal silhouette is within normal limits . there is mild pulmonary "
+      "edema . no pleural effusion ."),
      _labels(Enlarged_Cardiomediastinum=N, Edema=P, Pleural_Effusion=N)),
 ]
 
@@ -194,23 +194,31 @@ OTHER_FINDING_CASES = [
     ("There is no free air under the diaphragm.", _labels(No_Finding=P)),
 ]
 
+def _report(*lines: str) -> str:
+  """A whole report from its lines."""
+  return "\n".join(lines)
+
+
 # Whole reports: only FINDINGS and IMPRESSION are labelled when section headers are present.
 SECTION_CASES = [
-    ("FINAL REPORT\nEXAMINATION: CHEST (PA AND LAT)\n\nINDICATION: History of pneumothorax, "
-     "now with chest pain.\n\nTECHNIQUE: PA and lateral views of the chest.\n\nCOMPARISON: "
-     "Chest radiograph from last week.\n\nFINDINGS:\n\nThe lungs are clear. No pneumothorax."
-     "\n\nIMPRESSION:\n\nNo acute cardiopulmonary process.",
+    (_report("FINAL REPORT", "EXAMINATION: CHEST (PA AND LAT)", "",
+             "INDICATION: History of pneumothorax, now with chest pain.", "",
+             "TECHNIQUE: PA and lateral views of the chest.", "",
+             "COMPARISON: Chest radiograph from last week.", "", "FINDINGS:", "",
+             "The lungs are clear. No pneumothorax.", "", "IMPRESSION:", "",
+             "No acute cardiopulmonary process."),
      _labels(Pneumothorax=N, No_Finding=P)),
-    ("HISTORY: Cough, fever, rule out pneumonia.\nFINDINGS: Heart size normal. Lungs clear."
-     "\nIMPRESSION: No pneumonia.",
+    (_report("HISTORY: Cough, fever, rule out pneumonia.",
+             "FINDINGS: Heart size normal. Lungs clear.", "IMPRESSION: No pneumonia."),
      _labels(Cardiomegaly=N, Pneumonia=N, No_Finding=P)),
-    ("INDICATION: Intubated patient with heart failure, assess ET tube.\nCOMPARISON: Chest "
-     "radiograph from yesterday.\nIMPRESSION: Endotracheal tube terminates 4 cm above the "
-     "carina. Stable left pleural effusion.",
+    (_report("INDICATION: Intubated patient with heart failure, assess ET tube.",
+             "COMPARISON: Chest radiograph from yesterday.",
+             ("IMPRESSION: Endotracheal tube terminates 4 cm above the carina. Stable left "
+              "pleural effusion.")),
      _labels(Support_Devices=P, Pleural_Effusion=P)),
     ("Indication: chest pain. Findings: mild cardiomegaly.", _labels(Cardiomegaly=P)),
-    ("COMPARISON: None. INDICATION: XXXX-year-old male with pleural effusion. FINDINGS: The "
-     "heart is normal in size. The mediastinum is unremarkable. IMPRESSION: No acute disease.",
+    (("COMPARISON: None. INDICATION: XXXX-year-old male with pleural effusion. FINDINGS: The "
+      "heart is normal in size. The mediastinum is unremarkable. IMPRESSION: No acute disease."),
      _labels(Cardiomegaly=N, Enlarged_Cardiomediastinum=N, No_Finding=P)),
     ("INDICATION: Pneumonia?\nTECHNIQUE: Portable AP view.", _labels(No_Finding=P)),
     ("WET READ: pneumothorax on the left.\nFINDINGS: No pneumothorax.",
