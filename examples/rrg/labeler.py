@@ -553,18 +553,47 @@ def _parse_value(value: str, path: str, row_id: str, column: str) -> int:
   return _CHEXPERT_VALUES[number]
 
 
+REPORT_COLUMN = "Report Impression"
+"""The report column of CheXbert's input and of its `labeled_reports.csv` output."""
+
+
+def _same_text(a: str, b: str) -> bool:
+  return " ".join(a.split()) == " ".join(b.split())
+
+
+def _labels_in_order(rows: Sequence[dict], path: str, ids: Sequence[str],
+                     texts: Sequence[str]) -> np.ndarray:
+  """Labels of a CSV without ids whose rows are the reports `texts`, in this order."""
+  if len(rows) != len(ids) or len(texts) != len(ids):
+    raise ValueError(f"{path}: {len(rows)} rows for {len(ids)} reports; a labels file without "
+                     f"an id column must hold one row per report, in order")
+  for number, (row, study, text) in enumerate(zip(rows, ids, texts), start=2):
+    if not _same_text(row[REPORT_COLUMN] or "", text):
+      raise ValueError(f"{path}: line {number} labels another report than study {study!r} "
+                       f"({REPORT_COLUMN!r} is {(row[REPORT_COLUMN] or '')[:60]!r})")
+  labels = [[_parse_value(row[c] or "", path, str(study), c) for c in OBSERVATIONS]
+            for row, study in zip(rows, ids)]
+  return np.array(labels, np.int32).reshape(len(ids), len(OBSERVATIONS))
+
+
 def load_labels_file(path: str | os.PathLike, ids: Sequence[str], *,
-                     id_column: str = "id") -> np.ndarray:
+                     id_column: str = "id", texts: Sequence[str] | None = None) -> np.ndarray:
   """Reads labels produced by an external labeler such as CheXbert.
 
   The file is a CSV with a header: an id column and one column per observation named as in
   `OBSERVATIONS` (other columns are ignored). Cells hold CheXpert values: 1 (positive),
   0 (negative), -1 (uncertain) or blank / nan (not mentioned).
 
+  CheXbert's own output (`labeled_reports.csv`) has no id column: its rows follow its input
+  and carry the report under `REPORT_COLUMN`. Pass the reports as `texts` to read such a file:
+  its rows are then matched to `ids` in order, and each row's report must equal the text of
+  its study (up to white space).
+
   Args:
     path: the CSV file.
     ids: the report ids whose labels to return, in this order.
     id_column: name of the id column.
+    texts: the reports of `ids`, to read a file without `id_column` row by row.
 
   Returns:
     int32 array of shape (len(ids), 14) with values `BLANK`, `POSITIVE`, `NEGATIVE`,
@@ -573,7 +602,7 @@ def load_labels_file(path: str | os.PathLike, ids: Sequence[str], *,
   Raises:
     FileNotFoundError: `path` does not exist.
     ValueError: a column is missing, a cell is not a CheXpert value, an id is repeated or
-      one of `ids` is not in the file.
+      one of `ids` is not in the file; without an id column, the rows do not match `texts`.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
@@ -581,9 +610,13 @@ def load_labels_file(path: str | os.PathLike, ids: Sequence[str], *,
   with open(path, newline="", encoding="utf-8") as f:
     reader = csv.DictReader(f)
     header = reader.fieldnames or []
-    missing = [c for c in (id_column, *OBSERVATIONS) if c not in header]
+    by_order = (id_column not in header and texts is not None and REPORT_COLUMN in header)
+    required = OBSERVATIONS if by_order else (id_column, *OBSERVATIONS)
+    missing = [c for c in required if c not in header]
     if missing:
       raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
+    if by_order:
+      return _labels_in_order(list(reader), path, ids, texts)
     rows: dict[str, np.ndarray] = {}
     for row in reader:
       row_id = row[id_column].strip()

@@ -23,12 +23,21 @@ Report files (one report per study id):
 * text: one study per line, `id<TAB>report`.
 
 Label files are CSVs with an id column (`--id-column`, default "id") and the 14 observation
-columns with CheXpert values 1 / 0 / -1 / blank (`labeler.load_labels_file`).
+columns with CheXpert values 1 / 0 / -1 / blank (`labeler.load_labels_file`), or CheXbert's own
+`labeled_reports.csv`, which has no id: its rows are matched to the studies in order and each
+row's "Report Impression" must be the study's report. `--write-chexbert-input DIR` writes both
+sides as CheXbert inputs in that order (DIR/generated.csv, DIR/reference.csv), to label with
+
+  python src/label.py -d DIR/generated.csv -o DIR/generated -c chexbert.pth  # CheXbert repo
+  python src/label.py -d DIR/reference.csv -o DIR/reference -c chexbert.pth
+  python -m examples.rrg.score --hyps ... --refs ... \
+      --hyp-labels DIR/generated/labeled_reports.csv --ref-labels DIR/reference/labeled_reports.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -137,8 +146,20 @@ def _labels(reports: Sequence[str], ids: Sequence[str], labels_path: str | None,
   """Labels of one side and the name of the labeler that gave them."""
   if labels_path is None:
     return labeler.label_reports(reports), RULE_BASED
-  return (labeler.load_labels_file(labels_path, ids, id_column=id_column),
+  return (labeler.load_labels_file(labels_path, ids, id_column=id_column, texts=reports),
           f"labels file {labels_path}")
+
+
+def _scored_ids(hyps: Mapping[str, str], refs: Mapping[str, str]) -> list[str]:
+  """The ids of `hyps`, each of which must have a reference."""
+  ids = list(hyps)
+  if not ids:
+    raise ValueError("no generated reports to score")
+  missing = [i for i in ids if i not in refs]
+  if missing:
+    raise ValueError(f"{len(missing)} generated report id(s) have no reference, "
+                     f"e.g. {missing[:5]}")
+  return ids
 
 
 def mixed_labelers_warning(ref_labeler: str, hyp_labeler: str) -> str | None:
@@ -173,13 +194,7 @@ def score(hyps: Mapping[str, str], refs: Mapping[str, str], *,
   Raises:
     ValueError: ids missing from `refs`, or mixed labelers without `allow_mixed_labelers`.
   """
-  ids = list(hyps)
-  if not ids:
-    raise ValueError("no generated reports to score")
-  missing = [i for i in ids if i not in refs]
-  if missing:
-    raise ValueError(f"{len(missing)} generated report id(s) have no reference, "
-                     f"e.g. {missing[:5]}")
+  ids = _scored_ids(hyps, refs)
   hyp_texts = [hyps[i] for i in ids]
   ref_texts = [refs[i] for i in ids]
   if (hyp_labels is None) != (ref_labels is None) and not allow_mixed_labelers:
@@ -196,6 +211,27 @@ def score(hyps: Mapping[str, str], refs: Mapping[str, str], *,
     scores.update(metrics.nlg_metrics(ref_texts, hyp_texts, meteor=meteor))
   return {"num_studies": len(ids), "ref_labeler": ref_labeler, "hyp_labeler": hyp_labeler,
           "warning": mixed_labelers_warning(ref_labeler, hyp_labeler), "scores": scores}
+
+
+def write_chexbert_input(hyps: Mapping[str, str], refs: Mapping[str, str],
+                         directory: str | os.PathLike) -> list[str]:
+  """Writes generated.csv and reference.csv for CheXbert's `label.py`, in the order of `hyps`.
+
+  Each has an "id" column and the report under `labeler.REPORT_COLUMN`; CheXbert's output keeps
+  the rows in this order, which `labeler.load_labels_file` checks when it reads them back.
+  Returns the two paths.
+  """
+  ids = _scored_ids(hyps, refs)
+  os.makedirs(directory, exist_ok=True)
+  paths = []
+  for name, reports in (("generated", hyps), ("reference", refs)):
+    path = os.path.join(os.fspath(directory), f"{name}.csv")
+    with open(path, "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(["id", labeler.REPORT_COLUMN])
+      writer.writerows([study, reports[study]] for study in ids)
+    paths.append(path)
+  return paths
 
 
 def format_tables(result: Mapping) -> str:
@@ -240,15 +276,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--nlg", action="store_true", help="also BLEU, ROUGE-L, CIDEr (cleaned text)")
   p.add_argument("--meteor", action="store_true", help="with --nlg, METEOR too (needs Java)")
   p.add_argument("--out", help="write the scores as JSON to this file")
+  p.add_argument("--write-chexbert-input", metavar="DIR",
+                 help="only write DIR/generated.csv and DIR/reference.csv for CheXbert")
   return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  """Command-line entry point; returns the `score` result."""
+  """Command-line entry point; returns the `score` result (or the paths written)."""
   args = parse_args(argv)
   try:
     hyps = read_reports(args.hyps, HYP_FIELDS, split=args.split)
     refs = read_reports(args.refs, REF_FIELDS, split=args.split)
+    if args.write_chexbert_input:
+      paths = write_chexbert_input(hyps, refs, args.write_chexbert_input)
+      print("wrote " + ", ".join(paths) + f" ({len(hyps)} studies in the same order)")
+      return {"written": paths}
     result = score(hyps, refs, hyp_labels=args.hyp_labels, ref_labels=args.ref_labels,
                    id_column=args.id_column, allow_mixed_labelers=args.allow_mixed_labelers,
                    nlg=args.nlg, meteor=args.meteor)

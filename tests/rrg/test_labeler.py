@@ -325,6 +325,24 @@ def test_load_labels_file_errors(tmp_path):
     load_labels_file(path, ["a"])
 
 
+def test_load_labels_file_reads_chexbert_output_in_order(tmp_path):
+  """CheXbert's labeled_reports.csv: no id, the report first, rows in input order."""
+  header = [labeler.REPORT_COLUMN, *OBSERVATIONS]
+  rows = [['"Mild edema.\nNo effusion."', "", "", "", "", "1.0", *[""] * 4, "0.0", *[""] * 4],
+          ["No acute process.", *[""] * 13, "1.0"]]
+  path = _write_csv(tmp_path / "labeled_reports.csv", header, rows)
+  got = load_labels_file(path, ["b", "a"], texts=["Mild edema. No effusion.",
+                                                  " No acute  process. "])
+  want = np.stack([_labels(Edema=P, Pleural_Effusion=N), _labels(No_Finding=P)])
+  np.testing.assert_array_equal(got, want)
+  with pytest.raises(ValueError, match=r"line 3 labels another report than study 'a'"):
+    load_labels_file(path, ["b", "a"], texts=["Mild edema. No effusion.", "Edema."])
+  with pytest.raises(ValueError, match="2 rows for 3 reports"):
+    load_labels_file(path, ["b", "a", "c"], texts=["x", "y", "z"])
+  with pytest.raises(ValueError, match=r"missing column\(s\) \['id'\]"):
+    load_labels_file(path, ["b", "a"])  # without texts an id column is needed
+
+
 def test_label_report_rejects_non_str():
   with pytest.raises(TypeError, match="str"):
     label_report(None)

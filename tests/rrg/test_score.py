@@ -1,5 +1,6 @@
 """Tests for the offline scoring command."""
 
+import csv
 import importlib.util
 import json
 
@@ -158,6 +159,39 @@ def test_main_prints_tables_and_writes_json(tmp_path, capsys):
   saved = json.loads(out.read_text())
   assert saved["scores"]["ce_f1"] == pytest.approx(result["scores"]["ce_f1"])
   assert np.isfinite(saved["scores"]["ce5_micro_f1"])
+
+
+def test_chexbert_round_trip_without_ids(tmp_path):
+  """Write CheXbert inputs, label them as CheXbert's label.py would, score its output."""
+  reports = _write_json(tmp_path / "reports.json", [
+      {"id": s, "reference": REFS[s], "generated": HYPS[s]} for s in REFS])
+  written = score.main(["--hyps", reports, "--refs", reports,
+                        "--write-chexbert-input", str(tmp_path / "chexbert")])["written"]
+  assert [p.rsplit("/", 1)[-1] for p in written] == ["generated.csv", "reference.csv"]
+  outputs = []
+  for path, side in zip(written, (HYPS, REFS)):
+    with open(path, newline="", encoding="utf-8") as f:
+      rows = list(csv.DictReader(f))
+    assert [(r["id"], r["Report Impression"]) for r in rows] == list(side.items())
+    # CheXbert's output: the report column and the 14 labels, no id; here every report
+    # gets Edema positive and the first also Fracture uncertain.
+    out = tmp_path / f"labeled_{side is REFS}.csv"
+    with open(out, "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(["Report Impression", *OBSERVATIONS])
+      for i, r in enumerate(rows):
+        cells = {"Edema": "1.0", "Fracture": "-1.0" if i == 0 else ""}
+        writer.writerow([r["Report Impression"], *(cells.get(n, "") for n in OBSERVATIONS)])
+    outputs.append(str(out))
+  result = score.main(["--hyps", reports, "--refs", reports, "--hyp-labels", outputs[0],
+                       "--ref-labels", outputs[1]])
+  s = result["scores"]
+  assert s["ce_f1/Edema"] == 1.0 and s["ce_f1/Fracture"] == 1.0
+  assert s["ce_support/Fracture"] == 1.0 and s["ce_f1/Cardiomegaly"] == 0.0
+  # Swapped files: the check of the report texts catches the misalignment.
+  with pytest.raises(SystemExit, match="labels another report"):
+    score.main(["--hyps", reports, "--refs", reports, "--hyp-labels", outputs[1],
+                "--ref-labels", outputs[0]])
 
 
 def test_main_exits_with_a_clear_error(tmp_path):
