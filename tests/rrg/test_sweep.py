@@ -1,0 +1,75 @@
+"""The sweep's bookkeeping and tables, and the conflict study's measurements, on made-up runs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from examples.rrg import configs, conflict, metrics, per_study, sweep, train
+
+SMOKE = configs.smoke()
+
+
+def _run(method, seed, ce_shift=0, steps=4):
+  rng = np.random.default_rng([seed, len(method)])
+  refs = ["the heart is normal .", "small left pleural effusion .", "no pneumothorax .",
+          "mild cardiomegaly ."]
+  hyps = ["the heart is normal .", "left pleural effusion .", "no pneumothorax .",
+          "cardiomegaly ." if ce_shift else "the heart is normal ."]
+  ref_labels = np.zeros((4, 14), np.int32)
+  ref_labels[[1, 3], [9, 1]] = 1
+  hyp_labels = np.zeros((4, 14), np.int32)
+  hyp_labels[1, 9] = 1
+  if ce_shift:
+    hyp_labels[3, 1] = 1
+  outputs = per_study.study_outputs(refs, hyps, ref_labels, hyp_labels)
+  cosine = np.tile(np.eye(2), (steps, 1, 1))
+  cosine[:, 0, 1] = cosine[:, 1, 0] = -0.2 if method == "ls" else 0.1
+  return train.RunResult(
+      method=method, seed=seed, task_weights=(1.0, 4.0),
+      metrics={**per_study.resampled_metrics(outputs, np.arange(4)),
+               **metrics.clinical_efficacy(ref_labels, hyp_labels), "loss_nll": rng.random()},
+      history={"losses": rng.random((steps, 2)), "cosine": cosine,
+               "diffusion_decay": np.full(steps, 0.8), "drift_deg": np.full(steps, 5.0)},
+      val_curve=[(2, 0.1), (4, 0.2)], selected_step=4, train_time=1.0 + seed,
+      compile_time=3.0, step_time=0.01 * (2 if method == "came" else 1), eval_time=0.5,
+      num_params=100, hypotheses=hyps, outputs=outputs)
+
+
+def test_method_list_expands_all_and_rejects_unknown_names():
+  everything = sweep.method_list(["all"])
+  assert everything[-1] == sweep.LS_TUNED and set(train.method_names()) <= set(everything)
+  assert sweep.method_list(["came", "ls", "came"]) == ("came", "ls")
+  with pytest.raises(ValueError, match="unknown method 'nope'"):
+    sweep.method_list(["ls", "nope"])
+  with pytest.raises(ValueError, match="empty"):
+    sweep.method_list([])
+
+
+def test_report_has_sample_std_intervals_positives_and_timings():
+  config = dataclasses.replace(SMOKE, seeds=(0, 1, 2), bootstrap_samples=100,
+                               tasks=("nll", "cls"), task_weights=(1.0, 4.0))
+  runs = [_run(m, s, ce_shift=(m == "came")) for m in ("ls", "came") for s in config.seeds]
+  result = sweep.Sweep(config=config, runs=runs, plain_ls_step_time=0.005, tuning={},
+                       wall_time=12.0)
+  rep = sweep.report(result)
+  summary = rep.summary["ls"]["train_time"]
+  assert summary[0] == 2.0 and summary[1] == pytest.approx(1.0) and summary[2] == 3  # ddof=1
+  ci = rep.intervals["came"]["ce_f1"]
+  assert ci["diff"] > 0 and ci["low"] <= ci["diff"] <= ci["high"]
+  md = rep.markdown
+  assert "| came |" in md and "CE-F1 macro − LS [95% CI]" in md and "±" in md
+  assert "| Cardiomegaly | 1 |" in md  # one test study has it, next to its F1
+  assert "| plain LS (one backward pass) | - | - | 5.0 | 1.00 |" in md
+  assert "| came | 3.0 ± 0.0 | 2.0 ± 1.0 | 20.0 | 4.00 |" in md  # step time ratio vs plain LS
+
+
+def test_conflict_knob_and_measurement():
+  assert conflict.encoder_channels(16) == (16, 32, 64, 64)  # the default model
+  assert conflict.encoder_channels(1) == (1, 2, 4, 4)
+  with pytest.raises(ValueError, match="width"):
+    conflict.encoder_channels(0)
+  measured = conflict.measured_conflict([_run("ls", 0), _run("ls", 1)], ("nll", "cls"),
+                                        warmup_steps=1)
+  assert measured == pytest.approx({"cosine": -0.2, "negative_fraction": 1.0,
+                                    "diffusion_decay": 0.8, "drift_deg": 5.0})
