@@ -1,0 +1,112 @@
+"""Sphinx extension: the API reference generated from ``came_grad_jax.__all__``.
+
+The ``public-api`` directive takes lines ``Section title: name name ...``. It
+documents, under each title, the public names listed (a summary table, then
+each object's docstring through autodoc) and then every remaining name of
+``__all__`` under "Other public names", so that a name added to the package
+appears in the reference without editing the docs. A listed name that is not
+in ``__all__`` (renamed, removed or private) is a build warning, an error under
+``sphinx-build -W``.
+
+Public submodules (``weightings``, ``loss_weighting``) are documented with
+``automodule``, which lists the members in the submodule's own ``__all__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
+
+PACKAGE = "came_grad_jax"
+OTHER = "Other public names"
+logger = logging.getLogger(__name__)
+
+
+def public_names(package: str = PACKAGE) -> list[str]:
+  """The package's ``__all__``, in order, without duplicates."""
+  module = importlib.import_module(package)
+  names = list(dict.fromkeys(getattr(module, "__all__", ())))
+  if not names:
+    raise ValueError(f"{package}.__all__ is missing or empty")
+  return names
+
+
+def _autodoc_lines(package: str, name: str, obj: object) -> list[str]:
+  target = f"{package}.{name}"
+  if isinstance(obj, types.ModuleType):
+    return [f".. automodule:: {target}", "   :members:", ""]
+  if inspect.isclass(obj):
+    return [f".. autoclass:: {target}", "   :members:", ""]
+  if callable(obj):
+    return [f".. autofunction:: {target}", ""]
+  return [f".. autodata:: {target}", "   :annotation:", ""]
+
+
+def _section_lines(package: str, title: str, names: list[str]) -> list[str]:
+  module = importlib.import_module(package)
+  lines = [title, "-" * len(title), "", ".. autosummary::", "   :nosignatures:", ""]
+  lines += [f"   {package}.{name}" for name in names]
+  lines.append("")
+  for name in names:
+    lines += _autodoc_lines(package, name, getattr(module, name))
+  return lines
+
+
+class PublicApi(SphinxDirective):
+  """``public-api``: sections of public names, then every name not yet listed."""
+
+  has_content = True
+  option_spec = {"package": str}
+
+  def run(self) -> list[nodes.Node]:
+    package = self.options.get("package", PACKAGE)
+    names = public_names(package)
+    sections, seen = [], set()
+    for line in self.content:
+      if not line.strip():
+        continue
+      title, _, listed = line.partition(":")
+      wanted = []
+      for name in listed.split():
+        if name not in names:
+          logger.warning(f"public-api: {name!r} is not in {package}.__all__",
+                         location=self.get_location())
+        elif name in seen:
+          logger.warning(f"public-api: {name!r} is listed twice",
+                         location=self.get_location())
+        else:
+          wanted.append(name)
+          seen.add(name)
+      if wanted:
+        sections.append((title.strip(), wanted))
+    rest = [name for name in names if name not in seen]
+    if rest:
+      sections.append((OTHER, rest))
+    lines = [f".. currentmodule:: {package}", ""]
+    for title, wanted in sections:
+      lines += _section_lines(package, title, wanted)
+    container = nodes.section()
+    container.document = self.state.document
+    nested_parse_with_titles(self.state, StringList(lines, source="public-api"), container)
+    return container.children
+
+
+def _drop_namedtuple_alias_doc(app, what, name, obj, options, lines):
+  """Drop Python's "Alias for field number N" from NamedTuple fields with no doc."""
+  del app, what, name, obj, options
+  if len(lines) == 1 and lines[0].startswith("Alias for field number"):
+    lines.clear()
+
+
+def setup(app: Sphinx) -> dict:
+  app.add_directive("public-api", PublicApi)
+  app.connect("autodoc-process-docstring", _drop_namedtuple_alias_doc)
+  return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,93 @@
+"""Sphinx configuration of the came_grad_jax documentation site.
+
+Build (from the repository root): ``sh docs/build.sh`` or
+``sphinx-build -W --keep-going -b html docs docs/_build/html``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DOCS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(DOCS)
+sys.path.insert(0, ROOT)                    # came_grad_jax, examples, benchmarks
+sys.path.insert(0, os.path.join(DOCS, "_ext"))
+# The tutorials run in Jupyter kernels started from this process: they inherit this
+# environment, so they import the checkout (and examples/) and run on the CPU.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import came_grad_jax  # noqa: E402  (after the path is set)
+
+# -- Project -------------------------------------------------------------------
+project = "came_grad_jax"
+author = "came_grad_jax contributors"
+copyright = "2026, came_grad_jax contributors"
+release = came_grad_jax.__version__
+version = release
+
+# -- Extensions ----------------------------------------------------------------
+extensions = [
+    "myst_nb",                   # Markdown pages and notebooks-as-Markdown, executed
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",       # Google-style docstrings
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx_copybutton",
+    "public_api",                # docs/_ext/public_api.py: the API page from __all__
+]
+
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]
+root_doc = "index"
+
+# Every cross-reference to this library must resolve (a broken one fails the -W build).
+# References to other projects are not checked: the build runs offline, without their
+# inventories (no intersphinx).
+nitpicky = True
+nitpick_ignore_regex = [
+    # Type annotations: jax.Array, optax.GradientTransformation, typing names, aliases.
+    (r"py:(class|data|obj)", r"(?!came_grad_jax\.).*"),
+    (r"py:.*", r"(jax|jnp|np|numpy|optax|flax|nnx|chex|typing|collections)\..*"),
+]
+
+# -- autodoc / napoleon --------------------------------------------------------
+autodoc_default_options = {"member-order": "bysource"}
+autodoc_typehints = "signature"
+autodoc_typehints_format = "short"
+autodoc_preserve_defaults = True
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_ivar = True         # "Attributes:" as a field list: no duplicate objects
+napoleon_use_rtype = False
+add_module_names = False
+python_display_short_literal_types = True
+
+# -- MyST / MyST-NB ------------------------------------------------------------
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+myst_dmath_double_inline = True
+nb_execution_mode = os.environ.get("CAME_DOCS_EXECUTE", "cache")  # "off" for a quick look
+nb_execution_cache_path = os.path.join(DOCS, "_build", ".jupyter_cache")
+nb_execution_timeout = 180       # seconds per cell
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+nb_kernel_rgx_aliases = {".*": "python3"}
+
+# -- HTML ----------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"came_grad_jax {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_show_sourcelink = False
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
+
+# MathJax: Sphinx's default loads it from a CDN in the reader's browser. For reading
+# the site offline, point CAME_DOCS_MATHJAX at a local copy, e.g. Debian's libjs-mathjax:
+# CAME_DOCS_MATHJAX=file:///usr/share/javascript/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML
+if os.environ.get("CAME_DOCS_MATHJAX"):
+  mathjax_path = os.environ["CAME_DOCS_MATHJAX"]
