@@ -1,65 +1,158 @@
-"""Resuming from an Orbax checkpoint continues the run exactly."""
+"""Checkpoints: resuming continues the run exactly (model, CAME-Grad state, data position), and a
+different config is refused."""
+
+import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
 from flax import nnx
 
-from examples.rrg import checkpoint, configs, main, train
+import came_grad_jax as cg
+from examples.rrg import checkpoint
+from examples.rrg.input_pipeline import synthetic_dataset, train_iterator
 
-SMOKE = configs.smoke()  # its shapes and optimizer: compilations shared with the other tests
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+  width: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+  """A stand-in for ``configs.Config``: frozen, nested, with tuples."""
+
+  tasks: tuple[str, ...] = ("a", "b")
+  num_steps: int = 200
+  learning_rate: float = 1e-2
+  seeds: tuple[int, ...] = (0,)
+  model: _Model = _Model()
+
+
+class _TwoTaskNet(nnx.Module):
+  """Images -> hidden -> (token-0 regression, label regression): two task losses."""
+
+  def __init__(self, pixels: int, width: int, *, rngs: nnx.Rngs):
+    self.hidden = nnx.Linear(pixels, width, rngs=rngs)
+    self.head_a = nnx.Linear(width, 1, rngs=rngs)
+    self.head_b = nnx.Linear(width, 14, rngs=rngs)
+
+  def losses(self, batch):
+    h = jnp.tanh(self.hidden(batch["images"].reshape(batch["images"].shape[0], -1)))
+    target_a = batch["tokens"][:, 1:2].astype(jnp.float32) / 10.0
+    target_b = batch["labels"].astype(jnp.float32)
+    return (jnp.mean((self.head_a(h) - target_a) ** 2), jnp.mean((self.head_b(h) - target_b) ** 2))
+
+
+@nnx.jit
+def _step(model, optimizer, batch):
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  losses, grads = cg.value_and_task_grads(
+      lambda p: nnx.merge(graphdef, p, rest).losses(batch))(params)
+  optimizer.update(model, grads)
+  return losses
+
+
+# One transformation object for every optimizer: nnx.jit keys its cache on it (one compilation).
+_TX = optax.chain(cg.came_grad(task_weights=jnp.array([1.0, 4.0])), optax.adamw(1e-2))
+
+
+def _setup(split, init_seed):
+  model = _TwoTaskNet(int(np.prod(split.images.shape[1:])), 8, rngs=nnx.Rngs(init_seed))
+  return model, nnx.Optimizer(model, _TX, wrt=nnx.Param)
 
 
 def _params(model):
   return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
 
 
-def test_restore_gives_the_same_next_step(tmp_path):
-  data, tokenizer = main.load_data(SMOKE)
-  split, seed = data["train"], 5
-  step_fn = train.make_train_step(SMOKE.tasks, temperature=SMOKE.temperature)
+def _same(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-  # Uninterrupted run: 3 steps, checkpoint, 1 more step.
-  model = train.create_model(SMOKE, tokenizer, split, seed)
-  optimizer = train.create_optimizer(SMOKE, model, "came")
+
+@pytest.fixture(scope="module")
+def split():
+  return synthetic_dataset(24, 4, 4, image_size=8, max_len=16)[0]["train"]
+
+
+def test_restore_continues_the_run_exactly(tmp_path, split):
+  config, seed = _Config(), 5
+  model, optimizer = _setup(split, 0)
+  stream = train_iterator(split, 8, seed)  # 3 steps per epoch
   mgr = checkpoint.manager(str(tmp_path / "ckpt"))
-  assert checkpoint.restore(mgr, model, optimizer) is None  # nothing saved yet
-  stream = train.batch_stream(split, SMOKE.batch_size, seed)  # 24 examples: 3 steps per epoch
-  for _ in range(3):
-    step_fn(model, optimizer, next(stream))
-  checkpoint.save(mgr, 3, model, optimizer, data_seed=seed, extra={"history": [[1.5, 2.0]]})
+  assert checkpoint.restore(mgr, model, optimizer, config=config, data_iterator=stream) is None
+  for _ in range(4):
+    _step(model, optimizer, next(stream))
+  checkpoint.save(mgr, 4, model, optimizer, data_seed=seed, config=config,
+                  data_iterator=stream, extra={"history": [[1.5, 2.0]]})
+  next_batch = next(stream)  # taken right away: the saved position must not move with it
   mgr.wait_until_finished()
-  next_batch = next(stream)  # the first batch of epoch 1
-  expected_metrics = jax.device_get(step_fn(model, optimizer, next_batch))
+  expected_losses = np.asarray(_step(model, optimizer, next_batch))
   expected = _params(model)
 
-  # Resumed run: a model with another initialisation, restored, and the data stream resumed
-  # from (data_seed, step) alone.
-  fresh = train.create_model(SMOKE, tokenizer, split, seed + 1)
-  fresh_opt = train.create_optimizer(SMOKE, fresh, "came")
+  # A model with another initialisation, restored, and a fresh iterator set to the saved place.
+  fresh, fresh_opt = _setup(split, 1)
+  fresh_stream = train_iterator(split, 8, seed)
   before = _params(fresh)
-  meta = checkpoint.restore(checkpoint.manager(str(tmp_path / "ckpt")), fresh, fresh_opt)
-  assert meta == {"step": 3, "data_seed": seed, "history": [[1.5, 2.0]]}
-  assert int(fresh_opt.step[...]) == 3
-  resumed = next(train.batch_stream(split, SMOKE.batch_size, meta["data_seed"], meta["step"]))
+  meta = checkpoint.restore(checkpoint.manager(str(tmp_path / "ckpt")), fresh, fresh_opt,
+                            config=config, data_iterator=fresh_stream)
+  assert meta["step"] == 4 and meta["data_seed"] == seed and meta["history"] == [[1.5, 2.0]]
+  assert meta["config"]["model"] == {"width": 8} and meta["config"]["tasks"] == ["a", "b"]
+  assert meta["config_fingerprint"] == checkpoint.config_fingerprint(config)
+  resumed = next(fresh_stream)
   jax.tree.map(np.testing.assert_array_equal, resumed, next_batch)
-  metrics = jax.device_get(step_fn(fresh, fresh_opt, resumed))
-  got = _params(fresh)
-
-  assert any(jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, got)))
-  jax.tree.map(np.testing.assert_array_equal, got, expected)
-  jax.tree.map(np.testing.assert_array_equal, metrics, expected_metrics)
-  # The CAME-Grad state (its step count) came back too: 3 restored + 1.
+  losses = np.asarray(_step(fresh, fresh_opt, resumed))
+  assert not _same(before, _params(fresh))
+  assert _same(_params(fresh), expected)
+  np.testing.assert_array_equal(losses, expected_losses)
+  # The CAME-Grad state (its step count) came back too: 4 restored + 1.
   opt_state = nnx.to_pure_dict(nnx.state(fresh_opt))["opt_state"]
-  assert int(np.asarray(opt_state[0]["count"])) == 4
+  assert int(np.asarray(opt_state[0]["count"])) == 5
 
 
-def test_stream_resumes_mid_epoch():
-  data, _ = main.load_data(SMOKE)
-  split = data["train"]
-  stream = train.batch_stream(split, SMOKE.batch_size, seed=1)
-  uninterrupted = [next(stream)["tokens"] for _ in range(7)]
-  for start in (2, 4):
-    resumed = train.batch_stream(split, SMOKE.batch_size, seed=1, start_step=start)
-    for expected in uninterrupted[start:]:
-      np.testing.assert_array_equal(next(resumed)["tokens"], expected)
-  assert not np.array_equal(uninterrupted[0], uninterrupted[3])  # epochs are reshuffled
+def test_changed_config_is_refused_naming_path_and_fields(tmp_path, split):
+  model, optimizer = _setup(split, 0)
+  mgr = checkpoint.manager(str(tmp_path / "run"))
+  checkpoint.save(mgr, 7, model, optimizer, data_seed=0, config=_Config())
+  mgr.wait_until_finished()
+  path = str(tmp_path / "run" / "7")
+  changed = _Config(num_steps=100, model=_Model(width=16))
+  with pytest.raises(ValueError) as error:
+    checkpoint.restore(mgr, model, optimizer, config=changed)
+  message = str(error.value)
+  assert path in message
+  assert "num_steps: 200 in the checkpoint, 100 now" in message
+  assert "model.width: 8 in the checkpoint, 16 now" in message
+  assert "learning_rate" not in message and "tasks" not in message
+  with pytest.raises(ValueError, match=r"tasks: \['a', 'b'\] in the checkpoint, \['a'\] now"):
+    checkpoint.restore(mgr, model, optimizer, config=_Config(tasks=("a",)))
+  # Bookkeeping fields (here: seeds) may differ; so may fields the caller ignores.
+  assert checkpoint.restore(mgr, model, optimizer, config=_Config(seeds=(0, 1)))["step"] == 7
+  assert checkpoint.restore(mgr, model, optimizer, config=changed,
+                            ignore={"num_steps", "model"})["step"] == 7
+  # Without a config, nothing is checked.
+  assert checkpoint.restore(mgr, model, optimizer)["step"] == 7
+
+
+def test_checkpoint_without_config_or_iterator_state(tmp_path, split):
+  model, optimizer = _setup(split, 0)
+  mgr = checkpoint.manager(str(tmp_path / "old"))
+  checkpoint.save(mgr, 3, model, optimizer, data_seed=0)
+  mgr.wait_until_finished()
+  with pytest.raises(ValueError, match=r"old.3 records no config"):
+    checkpoint.restore(mgr, model, optimizer, config=_Config())
+  with pytest.raises(ValueError, match=r"old.3 holds no data-iterator state"):
+    checkpoint.restore(mgr, model, optimizer, data_iterator=train_iterator(split, 8, 0))
+
+
+def test_config_fingerprint():
+  assert checkpoint.config_fingerprint(_Config()) == checkpoint.config_fingerprint(_Config())
+  assert checkpoint.config_fingerprint(_Config()) != checkpoint.config_fingerprint(
+      _Config(learning_rate=2e-2))
+  assert checkpoint.config_differences(checkpoint.config_record(_Config()),
+                                       _Config(seeds=(3,)), ignore=()) == {
+                                           "seeds": ([0], [3])}
+  with pytest.raises(TypeError, match="config must be a dataclass"):
+    checkpoint.config_fingerprint({"num_steps": 1})
