@@ -146,6 +146,23 @@ def save(mgr: ocp.CheckpointManager, step: int, model: nnx.Module, optimizer: nn
   mgr.save(step, args=ocp.args.Composite(**items))
 
 
+def _restore_data_iterator(mgr: ocp.CheckpointManager, step: int, path: str,
+                           data_iterator: Any) -> None:
+  """Sets `data_iterator` to the position saved in checkpoint `step` (at `path`)."""
+  import grain  # pylint: disable=import-outside-toplevel
+
+  if not os.path.isdir(os.path.join(path, "data")):
+    raise ValueError(f"checkpoint {path} holds no data-iterator state")
+  try:
+    mgr.restore(step, args=ocp.args.Composite(
+        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+  except (KeyError, TypeError, ValueError) as e:  # Grain's own message is a bare KeyError
+    raise ValueError(
+        f"checkpoint {path}: its data-iterator state does not fit this iterator "
+        f"({type(e).__name__}: {e}); was it saved with another number of workers or another "
+        "pipeline?") from e
+
+
 def restore(mgr: ocp.CheckpointManager, model: nnx.Module, optimizer: nnx.Optimizer,
             step: int | None = None, *, config: Any = None, data_iterator: Any = None,
             ignore: Collection[str] = BOOKKEEPING_FIELDS) -> dict | None:
@@ -168,7 +185,8 @@ def restore(mgr: ocp.CheckpointManager, model: nnx.Module, optimizer: nnx.Optimi
   Raises:
     ValueError: `config` differs from the saved config (the message names the checkpoint
       path and every differing field), the checkpoint records no config to compare with, or
-      `data_iterator` is given and the checkpoint holds no iterator state.
+      `data_iterator` is given and the checkpoint holds no iterator state or one of another
+      pipeline (e.g. saved with another number of workers).
   """
   step = mgr.latest_step() if step is None else step
   if step is None:
@@ -185,18 +203,13 @@ def restore(mgr: ocp.CheckpointManager, model: nnx.Module, optimizer: nnx.Optimi
                          for name, (old, new) in differences.items())
       raise ValueError(f"checkpoint {path} was written with a different config ({listed}); "
                        "use another output directory, or delete the checkpoint to start over")
-  items = {}
   if data_iterator is not None:
-    if not os.path.isdir(os.path.join(path, "data")):
-      raise ValueError(f"checkpoint {path} holds no data-iterator state")
-    import grain  # pylint: disable=import-outside-toplevel
-    items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    _restore_data_iterator(mgr, step, path, data_iterator)
   model_state, opt_state = nnx.state(model), nnx.state(optimizer)
   template = {"model": nnx.to_pure_dict(model_state),
               "optimizer": nnx.to_pure_dict(opt_state)}
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _stringify_keys(template))
-  loaded = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), **items))
+  loaded = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
   pure = jax.tree.map(_placed_like, template, _restore_keys(template, loaded["state"]))
   nnx.replace_by_pure_dict(model_state, pure["model"])
   nnx.replace_by_pure_dict(opt_state, pure["optimizer"])

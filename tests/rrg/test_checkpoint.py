@@ -147,6 +147,22 @@ def test_checkpoint_without_config_or_iterator_state(tmp_path, split):
     checkpoint.restore(mgr, model, optimizer, data_iterator=train_iterator(split, 8, 0))
 
 
+class _ForeignIterator:
+  """Saved through Grain's handler like a DataLoader iterator, with a state of its own."""
+
+  def get_state(self):
+    return b'{"position": 3}'
+
+
+def test_iterator_state_of_another_pipeline_is_refused(tmp_path, split):
+  model, optimizer = _setup(split, 0)
+  mgr = checkpoint.manager(str(tmp_path / "other"))
+  checkpoint.save(mgr, 2, model, optimizer, data_seed=0, data_iterator=_ForeignIterator())
+  mgr.wait_until_finished()
+  with pytest.raises(ValueError, match=r"other.2: its data-iterator state does not fit"):
+    checkpoint.restore(mgr, model, optimizer, data_iterator=train_iterator(split, 8, 0))
+
+
 def test_config_fingerprint():
   assert checkpoint.config_fingerprint(_Config()) == checkpoint.config_fingerprint(_Config())
   assert checkpoint.config_fingerprint(_Config()) != checkpoint.config_fingerprint(
