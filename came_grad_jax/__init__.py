@@ -6,15 +6,16 @@ Layers:
   3. :func:`aggregate`, :func:`came_grad`: ``optax.GradientTransformation``s.
 """
 
-from came_grad_jax import weightings
-from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
-from came_grad_jax.gram import combine, gram, num_tasks_of
-from came_grad_jax.lean import LeanInfo, lean_value_and_grad, representation_value_and_grad
-from came_grad_jax.task_grads import value_and_task_grads
-from came_grad_jax.transform import AggregateState, aggregate, came_grad
-from came_grad_jax import loss_weighting
-from came_grad_jax.graddrop import GradDropState, graddrop
-from came_grad_jax.methods import (aligned_mtl, cagrad, came_s1, came_s1_s2, came_s1_s3,
+from came_grad_jax import loss_weighting, weightings
+from came_grad_jax._registry import (Method, get_method, make_method, method_names,
+                                     methods_table, register)
+from came_grad_jax._diagnostics import Diagnostics, compute_diagnostics
+from came_grad_jax._gram import combine, gram, num_tasks_of
+from came_grad_jax._lean import LeanInfo, lean_value_and_grad, representation_value_and_grad
+from came_grad_jax._task_grads import value_and_task_grads
+from came_grad_jax._transform import AggregateState, aggregate, came_grad
+from came_grad_jax._graddrop import GradDropState, graddrop
+from came_grad_jax._methods import (aligned_mtl, cagrad, came_s1, came_s1_s2, came_s1_s3,
                                    dualproj, gradvac, imtl_g, linear_scalarization, mgda,
                                    nash_mtl, pcgrad, upgrad)
 
@@ -28,4 +29,7 @@ __all__ = [
     "GradDropState", "aligned_mtl", "cagrad", "came_s1", "came_s1_s2", "came_s1_s3",
     "dualproj", "graddrop", "gradvac", "imtl_g", "linear_scalarization", "loss_weighting",
     "mgda", "nash_mtl", "pcgrad", "upgrad",
+    # The registry of methods.
+    "Method", "get_method", "make_method", "method_names", "methods_table", "register",
+    "__version__",
 ]

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import came_grad_jax as cg
-from came_grad_jax.graddrop import drop_signs
+from came_grad_jax._graddrop import drop_signs
 
 
 def graddrop_reference(h: np.ndarray, uniform: np.ndarray, leak: float) -> np.ndarray:
@@ -42,7 +42,7 @@ def test_same_signs_keep_everything_and_mixed_signs_keep_one():
 def test_transformation_is_seeded_weighted_and_keeps_dtypes():
   grads = {"w": jnp.array([[1.0, -2.0, 0.5], [-1.0, 1.0, 0.5]], jnp.bfloat16),
            "b": jnp.array([[2.0], [-1.0]])}
-  tx = cg.graddrop(seed=1, task_weights=[1.0, 3.0])
+  tx = cg.graddrop(key=1, task_weights=[1.0, 3.0])
   step = jax.jit(tx.update)
   out1, state1 = step(grads, tx.init(None))
   out2, _ = step(grads, tx.init(None))
@@ -52,15 +52,15 @@ def test_transformation_is_seeded_weighted_and_keeps_dtypes():
   # Every output coordinate keeps one sign of the weighted values (-1 * 1 + 3 * 1 differ).
   for x, kept in zip(np.asarray(out1["w"], np.float32), ([1.0, -3.0], [-2.0, 3.0], [0.5, 1.5])):
     assert x in (kept[0], kept[1], sum(v for v in kept if v > 0), sum(v for v in kept if v < 0))
-  assert not np.array_equal(state1.key, tx.init(None).key)
+  assert not np.array_equal(jax.random.key_data(state1.key), jax.random.key_data(tx.init(None).key))
 
 
 def test_expectation_matches_the_sign_purity(x64):
   """E[d] = P sum_{h_k > 0} h_k + (1 - P) sum_{h_k < 0} h_k, over many keys."""
   h = jnp.array([[2.0, -1.0], [-1.0, -1.0], [0.5, 3.0]])
-  tx = cg.graddrop(seed=0)
+  tx = cg.graddrop(key=0)
   run = jax.jit(jax.vmap(lambda key: tx.update(h, cg.GradDropState(key))[0]))
-  mean = np.asarray(run(jax.random.split(jax.random.PRNGKey(0), 20000))).mean(0)
+  mean = np.asarray(run(jax.random.split(jax.random.key(0), 20000))).mean(0)
   hn = np.asarray(h)
   purity = 0.5 * (1 + hn.sum(0) / np.abs(hn).sum(0))
   want = purity * np.where(hn > 0, hn, 0).sum(0) + (1 - purity) * np.where(hn < 0, hn, 0).sum(0)

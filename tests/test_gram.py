@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from came_grad_jax import combine, gram, num_tasks_of
-from came_grad_jax.gram import weighted_sum
+from came_grad_jax._gram import weighted_sum
 
 
 def stacked(k=3, seed=0, dtype=np.float32):

@@ -1,4 +1,4 @@
-"""The memory-lean path (came_grad_jax.lean) and the fused Gram pass it relies on."""
+"""The memory-lean path (came_grad_jax._lean) and the fused Gram pass it relies on."""
 
 import importlib
 
@@ -12,7 +12,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 import came_grad_jax
 from came_grad_jax import weightings
 
-gram_module = importlib.import_module("came_grad_jax.gram")
+gram_module = importlib.import_module("came_grad_jax._gram")
 
 
 def init_params(seed=0, d_in=4, d_hidden=8):
@@ -178,7 +178,7 @@ class LeanTest(chex.TestCase):
     assert temp_bytes(4) < temp_bytes(1)
 
 
-# --- The fused Gram pass (came_grad_jax.gram internals) ---------------------------------
+# --- The fused Gram pass (came_grad_jax._gram internals) ---------------------------------
 
 LAYOUT_SHAPES = [(3, 5), (2, 1000), (4, 100000), (8, 23757), (5, 64, 64), (3, 5000, 64),
                  (2, 3, 3, 16, 32), (1, 77), (3, 4097), (6, 300, 3)]

@@ -1,7 +1,4 @@
-"""The transformation factories, and the property table of docs/methods.md checked numerically."""
-
-import pathlib
-import re
+"""The registry of methods and the property claims of its entries, checked numerically."""
 
 import jax
 import jax.numpy as jnp
@@ -11,24 +8,8 @@ import pytest
 
 import came_grad_jax as cg
 
-TABLE = pathlib.Path(__file__).parents[1] / "docs" / "methods.md"
 TASK_WEIGHTS = np.array([1.0, 2.0, 0.5])
-
-
-def table_rows() -> list[dict]:
-  """The rows of the methods table as {column: cell}, backticks stripped."""
-  lines = [line for line in TABLE.read_text().splitlines() if line.startswith("| ")]
-  header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-  rows = [[cell.strip().replace("`", "") for cell in line.strip("|").split("|")]
-          for line in lines[2:]]
-  return [dict(zip(header, row)) for row in rows]
-
-
-GRADIENT_ROWS = [row for row in table_rows() if row["Non-conflicting"] != "n/a"]
-
-
-def factory_of(row: dict):
-  return getattr(cg, re.match(r"[a-z_0-9]+", row["Factory"]).group())
+GRADIENT_METHODS = cg.method_names("gradient")
 
 
 def battery(seed: int = 0, size: int = 16) -> np.ndarray:
@@ -58,17 +39,18 @@ def updates_on_battery(txs: dict, g: np.ndarray) -> dict:
 
 @pytest.fixture(scope="module")
 def table_updates():
-  """``(g, {method: d})`` for every row of the table, on the battery, with TASK_WEIGHTS."""
+  """``(g, {method: d})`` for every gradient method of the registry, on the battery."""
   with jax.enable_x64(True):
-    txs = {row["Method"]: factory_of(row)(task_weights=TASK_WEIGHTS) for row in GRADIENT_ROWS}
+    txs = {name: cg.make_method(name, task_weights=TASK_WEIGHTS) for name in GRADIENT_METHODS}
     g = battery()
     return g, updates_on_battery(txs, g)
 
 
-@pytest.mark.parametrize("row", GRADIENT_ROWS, ids=lambda row: row["Method"])
-def test_table_properties_hold(table_updates, row):
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+def test_registry_properties_hold(table_updates, name):
+  method = cg.get_method(name)
   g, updates = table_updates
-  d = updates[row["Method"]]
+  d = updates[name]
   h = g * TASK_WEIGHTS[:, None]  # the task-weighted gradients the properties are about
   norms = np.linalg.norm(h, axis=2)
   conflict = np.max(-np.einsum("bkp,bp->bk", h, d) / (norms * np.linalg.norm(d, axis=1)[:, None]
@@ -77,13 +59,51 @@ def test_table_properties_hold(table_updates, row):
   cosine = np.einsum("bp,bp->b", d[:half], d[half:]) / (
       np.linalg.norm(d[:half], axis=1) * np.linalg.norm(d[half:], axis=1) + 1e-300)
 
-  claims_non_conflicting = row["Non-conflicting"] == "yes"
-  assert (conflict.max() <= 1e-10) == claims_non_conflicting, conflict.max()
+  assert (conflict.max() <= 1e-10) == (method.non_conflicting == "yes"), conflict.max()
   invariant = np.all(1 - cosine <= 1e-9)
-  assert invariant == row["Invariant to task-loss scaling"].startswith("yes"), cosine.min()
-  state = factory_of(row)(task_weights=TASK_WEIGHTS).init(jnp.zeros(5))
+  assert invariant == method.scale_invariant.startswith("yes"), cosine.min()
+  state = cg.make_method(name, task_weights=TASK_WEIGHTS).init(jnp.zeros(5))
   has_key = hasattr(getattr(state, "weighting_state", state), "key")
-  assert has_key == (row["Randomness"] == "yes")
+  assert has_key == method.randomized
+
+
+def test_registry_names_every_public_factory():
+  factories = {cg.get_method(n).factory.__name__ for n in cg.method_names()}
+  assert factories == {"linear_scalarization", "mgda", "pcgrad", "cagrad", "upgrad", "dualproj",
+                       "imtl_g", "aligned_mtl", "nash_mtl", "gradvac", "graddrop", "came_grad",
+                       "came_s1", "came_s1_s2", "came_s1_s3", "uncertainty_weighting", "dwa",
+                       "famo"}
+  for name in cg.method_names():
+    method = cg.get_method(name)
+    assert method.url.startswith("https://"), name
+    assert getattr(cg, method.factory.__name__, None) is method.factory or method.kind == "loss"
+
+
+def test_registry_errors_name_the_problem():
+  with pytest.raises(ValueError, match="unknown method 'nope'"):
+    cg.get_method("nope")
+  with pytest.raises(ValueError, match="takes no hyperparameter"):
+    cg.make_method("came", c=0.4)
+  with pytest.raises(ValueError, match="already registered"):
+    cg.register(cg.get_method("came"))
+  with pytest.raises(ValueError, match="kind must be"):
+    cg.method_names("gram")
+
+
+def test_make_method_applies_hyperparameters(x64):
+  gram = np.array([[1.0, -0.6], [-0.6, 2.0]])
+  g = {"w": jnp.asarray(np.linalg.cholesky(gram))}
+  tx = cg.make_method("came", rho=0.0, kappa=1.0, nu=0.0)
+  out, _ = tx.update(g, tx.init({"w": jnp.zeros(2)}))
+  # rho = 0, kappa = 1, nu = 0 gives g_joint for any K (docs/design.md).
+  np.testing.assert_allclose(out["w"], np.asarray(g["w"]).sum(0), rtol=1e-12)
+  assert cg.make_method("famo").init(2).logits.shape == (2,)
+
+
+def test_methods_table_has_a_row_per_method():
+  rows = [line for line in cg.methods_table().splitlines()[2:]]
+  assert len(rows) == len(cg.method_names())
+  assert all(f"`{n}`" in row for n, row in zip(cg.method_names(), rows))
 
 
 def test_pcgrad_is_non_conflicting_for_two_tasks(x64):
@@ -91,13 +111,6 @@ def test_pcgrad_is_non_conflicting_for_two_tasks(x64):
   d = updates_on_battery({"PCGrad": cg.pcgrad(num_tasks=2)}, g)["PCGrad"]
   inner = np.einsum("bkp,bp->bk", g, d)
   assert inner.min() >= -1e-12 * np.abs(g).sum()
-
-
-def test_every_factory_is_in_the_table():
-  listed = {factory_of(row).__name__ for row in GRADIENT_ROWS}
-  assert listed == {"linear_scalarization", "mgda", "pcgrad", "cagrad", "upgrad", "dualproj",
-                    "imtl_g", "aligned_mtl", "nash_mtl", "gradvac", "graddrop", "came_grad",
-                    "came_s1", "came_s1_s2", "came_s1_s3"}
 
 
 @pytest.mark.parametrize("jit", [True, False])
@@ -117,7 +130,7 @@ def test_update_is_the_weighting_on_a_pytree(x64, jit):
 
 
 def test_chains_with_an_optimizer_and_carries_the_key(x64):
-  tx = optax.chain(cg.pcgrad(seed=3, num_tasks=2), optax.sgd(0.1))
+  tx = optax.chain(cg.pcgrad(key=3), optax.sgd(0.1))
   params = jnp.zeros(4)
   state = tx.init(params)
   step = jax.jit(tx.update)
@@ -125,11 +138,30 @@ def test_chains_with_an_optimizer_and_carries_the_key(x64):
   for _ in range(3):
     updates, state = step(jnp.asarray([[1.0, 0.0, 1.0, 0.0], [-1.0, 1.0, 0.0, 0.0]]), state)
     params = optax.apply_updates(params, updates)
-    keys.append(np.asarray(state[0].weighting_state.key))
+    keys.append(np.asarray(jax.random.key_data(state[0].weighting_state.key)))
   assert len({k.tobytes() for k in keys}) == 3
   assert np.all(np.isfinite(params))
 
 
-def test_number_of_tasks_is_required():
-  with pytest.raises(ValueError, match="num_tasks"):
-    cg.mgda()
+@pytest.mark.parametrize("name", [n for n in GRADIENT_METHODS
+                                  if not cg.get_method(n).needs_num_tasks])
+def test_factories_need_no_number_of_tasks_under_jit(name):
+  """K comes from the updates' leading axis; scalar diagnostics are kept, K-shaped ones not."""
+  tx = cg.make_method(name)
+  params = {"w": jnp.zeros(3)}
+  state = tx.init(params)
+  g = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.0, -1.0, 1.0]])}
+  out, state = jax.jit(tx.update)(g, state, params)
+  assert out["w"].shape == (3,) and np.all(np.isfinite(out["w"]))
+  diagnostics = getattr(state, "diagnostics", None)
+  if diagnostics is not None:
+    assert diagnostics.cosine is None and diagnostics.coefficients is None
+    assert np.isfinite(float(diagnostics.drift_deg))
+
+
+def test_methods_whose_state_needs_k_say_so():
+  for name in GRADIENT_METHODS:
+    if cg.get_method(name).needs_num_tasks:
+      with pytest.raises(ValueError, match="num_tasks"):
+        cg.make_method(name)
+      cg.make_method(name, num_tasks=3)  # and work once K is given

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from came_grad_jax import simplex
+from came_grad_jax import _numerics as numerics, _simplex as simplex
 
 
 def test_projection_onto_simplex():
@@ -30,11 +30,11 @@ def test_minimize_on_simplex_finds_the_projection(x64, seed):
   assert float(simplex.frank_wolfe_gap(x, grad)) <= 1e-9
 
 
-@pytest.mark.parametrize("k", [3, simplex.UNROLL_TASKS, simplex.UNROLL_TASKS + 5])
+@pytest.mark.parametrize("k", [3, numerics.SMALL_K, numerics.SMALL_K + 5])
 def test_task_sum_and_min_over_columns(k):
   x = np.random.default_rng(k).normal(size=(k, 4))
-  np.testing.assert_allclose(simplex.task_sum(jnp.asarray(x)), x.sum(0), rtol=1e-6)
-  np.testing.assert_array_equal(simplex.task_min(jnp.asarray(x)), x.min(0).astype(np.float32))
+  np.testing.assert_allclose(numerics.task_sum(jnp.asarray(x)), x.sum(0), rtol=1e-6)
+  np.testing.assert_array_equal(numerics.task_min(jnp.asarray(x)), x.min(0).astype(np.float32))
   x[1, 2] = np.nan
-  assert np.isnan(simplex.task_min(jnp.asarray(x))[2])
-  assert np.isnan(simplex.task_sum(jnp.asarray(x))[2])
+  assert np.isnan(numerics.task_min(jnp.asarray(x))[2])
+  assert np.isnan(numerics.task_sum(jnp.asarray(x))[2])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from came_grad_jax import weightings
-from came_grad_jax.weightings.gradvac import vaccinate
-from came_grad_jax.weightings.pcgrad import random_orders
+from came_grad_jax.weightings._gradvac import vaccinate
+from came_grad_jax.weightings._pcgrad import random_orders
 from tests import mtl_checks
 from tests.test_weightings_pcgrad import pcgrad_reference
 
@@ -45,7 +45,7 @@ def test_matches_float64_reference(x64):
     h = mtl_checks.gradients(case, k)
     rng = np.random.default_rng(k)
     targets = rng.uniform(-0.5, 0.5, size=(k, k))
-    orders = np.asarray(random_orders(jax.random.PRNGKey(k), k))
+    orders = np.asarray(random_orders(jax.random.key(k), k))
     rows, new = vaccinated(h, targets, orders, 0.3)
     want_rows, want_targets = gradvac_reference(h, targets, orders, 0.3)
     scale = max(np.linalg.norm(h, axis=1).sum(), 1e-300)
@@ -58,7 +58,7 @@ def test_matches_float64_reference(x64):
 def test_jit_and_eager(x64, jit):
   h = mtl_checks.gradients("random", 4)
   targets = np.full((4, 4), 0.2)
-  orders = np.asarray(random_orders(jax.random.PRNGKey(0), 4))
+  orders = np.asarray(random_orders(jax.random.key(0), 4))
   rows, new = vaccinated(h, targets, orders, 0.5, VACCINATE if jit else vaccinate)
   want_rows, want_targets = gradvac_reference(h, targets, orders, 0.5)
   np.testing.assert_allclose(rows, want_rows, atol=1e-12)
@@ -68,7 +68,7 @@ def test_jit_and_eager(x64, jit):
 def test_zero_targets_are_pcgrad(x64):
   for seed in range(4):
     h = mtl_checks.random_gradients(seed, num_tasks=4)
-    orders = np.asarray(random_orders(jax.random.PRNGKey(seed), 4))
+    orders = np.asarray(random_orders(jax.random.key(seed), 4))
     rows, _ = vaccinated(h, np.zeros((4, 4)), orders, 0.01)
     np.testing.assert_allclose(rows, pcgrad_reference(h, orders), atol=1e-12 * np.abs(h).sum())
 
@@ -76,7 +76,7 @@ def test_zero_targets_are_pcgrad(x64):
 def test_targets_are_ema_of_cosines_in_state(x64):
   h = mtl_checks.gradients("random", 2)
   cos = h[0] @ h[1] / np.prod(np.linalg.norm(h, axis=1))
-  weighting = mtl_checks.jitted(weightings.gradvac(beta=0.25, seed=1))
+  weighting = mtl_checks.jitted(weightings.gradvac(beta=0.25, key=1))
   state = weighting.init(2)
   for step in range(1, 4):
     _, state = weighting.apply(jnp.asarray(h @ h.T), state)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from came_grad_jax import weightings
-from came_grad_jax.weightings.pcgrad import project_conflicting, random_orders
+from came_grad_jax.weightings._pcgrad import project_conflicting, random_orders
 from tests import mtl_checks
 
 PROJECT = jax.jit(project_conflicting)
@@ -34,7 +34,7 @@ def test_matches_float64_reference(x64):
   errors = {}
   for k, case in itertools.product((2, 4), mtl_checks.CASES):
     h = mtl_checks.gradients(case, k)
-    orders = np.asarray(random_orders(jax.random.PRNGKey(k), k))
+    orders = np.asarray(random_orders(jax.random.key(k), k))
     want = pcgrad_reference(h, orders)
     scale = max(np.linalg.norm(h, axis=1).sum(), 1e-300)
     errors[k, case] = np.linalg.norm(projected_rows(h, orders) - want) / scale
@@ -44,7 +44,7 @@ def test_matches_float64_reference(x64):
 @pytest.mark.parametrize("jit", [True, False])
 def test_jit_and_eager(x64, jit):
   h = mtl_checks.gradients("random", 4)
-  orders = np.asarray(random_orders(jax.random.PRNGKey(0), 4))
+  orders = np.asarray(random_orders(jax.random.key(0), 4))
   got = projected_rows(h, orders, PROJECT if jit else project_conflicting)
   np.testing.assert_allclose(got, pcgrad_reference(h, orders), atol=1e-12)
 
@@ -57,7 +57,7 @@ def test_no_conflict_with_the_task_just_visited(x64):
   """
   for seed in range(6):
     h = mtl_checks.random_gradients(seed, num_tasks=5)
-    orders = np.asarray(random_orders(jax.random.PRNGKey(seed), 5))
+    orders = np.asarray(random_orders(jax.random.key(seed), 5))
     for t in range(1, 6):
       prefix = np.where(np.arange(5) < t, orders, np.arange(5)[:, None])
       rows = projected_rows(h, prefix)

@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import nnls
 
 from came_grad_jax import weightings
-from came_grad_jax.active_set import nonnegative_qp
+from came_grad_jax._active_set import nonnegative_qp
 from tests import mtl_checks
 
 UPGRAD = mtl_checks.jitted(weightings.upgrad())

@@ -1,19 +1,19 @@
 """Weightings: pure functions from a (K, K) Gram matrix to K coefficients."""
 
-from came_grad_jax.weightings.base import (AnyWeighting, EmptyState, StatefulWeighting,
+from came_grad_jax.weightings._base import (AnyWeighting, EmptyState, StatefulWeighting,
                                            Weighting, as_stateful, check_gram)
-from came_grad_jax.weightings.cagrad import cagrad
-from came_grad_jax.weightings.came import came, fuse, inject_energy, joint_norm, rectify
-from came_grad_jax.weightings.linear import linear_scalarization
-from came_grad_jax.weightings.ablations import came_s1, came_s1_s2, came_s1_s3, came_stages
-from came_grad_jax.weightings.aligned_mtl import aligned_mtl
-from came_grad_jax.weightings.dualproj import dualproj
-from came_grad_jax.weightings.gradvac import GradVacState, gradvac
-from came_grad_jax.weightings.imtl_g import imtl_g
-from came_grad_jax.weightings.mgda import mgda, min_norm_point
-from came_grad_jax.weightings.nash_mtl import nash_mtl
-from came_grad_jax.weightings.pcgrad import PCGradState, pcgrad
-from came_grad_jax.weightings.upgrad import dual_cone_weights, upgrad
+from came_grad_jax.weightings._cagrad import cagrad
+from came_grad_jax.weightings._came import came, fuse, inject_energy, joint_norm, rectify
+from came_grad_jax.weightings._linear import linear_scalarization
+from came_grad_jax.weightings._ablations import came_s1, came_s1_s2, came_s1_s3, came_stages
+from came_grad_jax.weightings._aligned_mtl import aligned_mtl
+from came_grad_jax.weightings._dualproj import dualproj
+from came_grad_jax.weightings._gradvac import GradVacState, gradvac
+from came_grad_jax.weightings._imtl_g import imtl_g
+from came_grad_jax.weightings._mgda import mgda, min_norm_point
+from came_grad_jax.weightings._nash_mtl import nash_mtl
+from came_grad_jax.weightings._pcgrad import PCGradState, pcgrad
+from came_grad_jax.weightings._upgrad import dual_cone_weights, upgrad
 
 __all__ = [
     "AnyWeighting", "EmptyState", "StatefulWeighting", "Weighting", "as_stateful",

@@ -18,8 +18,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import hyperparams, solvers
-from came_grad_jax.weightings.base import StatefulWeighting, check_gram
+from came_grad_jax import _hyperparams as hyperparams, _numerics as numerics
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax._numerics import safe_divide
+from came_grad_jax._random import as_key
 
 Array = jax.Array
 
@@ -68,10 +70,10 @@ def project_conflicting(gram: Array, orders: Array) -> Array:
 
   def step(a, j):
     inner = a @ gram[:, j]  # <g_i, h_j>
-    noise = solvers.is_negligible(jnp.abs(inner),
-                                  jnp.sqrt(solvers.term_scale_sq(gram, a)) * norms[j], k)
+    noise = numerics.is_negligible(jnp.abs(inner),
+                                  jnp.sqrt(numerics.term_scale_sq(gram, a)) * norms[j], k)
     conflict = (inner < 0) & ~noise
-    shift = jnp.where(conflict, inner / jnp.where(conflict, gram[j, j], 1.0), 0.0)
+    shift = safe_divide(inner, gram[j, j], where=conflict)
     return a.at[j].add(-shift)
 
   return visit_others(step, jnp.eye(k, dtype=gram.dtype), orders)
@@ -81,33 +83,33 @@ class PCGradState(NamedTuple):
   """State of :func:`pcgrad`."""
 
   key: Array
-  """PRNG key (uint32[2]) of the next step's task orders."""
+  """Typed PRNG key (``jax.random.key``) of the next step's task orders."""
 
 
-def pcgrad(seed: int = 0) -> StatefulWeighting:
+def pcgrad(key: jax.Array | int = 0) -> StatefulWeighting:
   """PCGrad: ``c = A^T 1`` with ``A`` from :func:`project_conflicting` in random orders.
 
   After visiting task j, ``<g_i, h_j> >= 0``; without conflicts ``c = 1``
   (linear scalarization). Each step draws fresh orders from the key in the
-  state, so runs are reproducible from ``seed``.
+  state, so runs are reproducible from ``key``.
 
   Args:
-    seed: seed of the PRNG key in the initial state.
+    key: the PRNG key of the initial state (``jax.random.key``) or an int seed.
 
   Returns:
     A :class:`StatefulWeighting` whose state is a :class:`PCGradState`.
 
   Example:
-    >>> w = pcgrad(seed=0)
+    >>> w = pcgrad(key=0)
     >>> c, state = w.apply(jnp.array([[1.0, -1.0], [-1.0, 2.0]]), w.init(2))
     >>> c
     Array([2. , 1.5], dtype=float32)
   """
-  hyperparams.check_scalar("seed", seed, lower=0)
+  key = as_key(key)
 
   def init(num_tasks: int) -> PCGradState:
     del num_tasks
-    return PCGradState(jax.random.PRNGKey(seed))
+    return PCGradState(key)
 
   def apply(gram: Array, state: PCGradState) -> tuple[Array, PCGradState]:
     gram = check_gram(gram)

@@ -20,7 +20,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax._numerics import safe_divide
 
 Array = jax.Array
 Scale = Literal["min", "median", "rmse"]
@@ -67,7 +68,7 @@ def aligned_mtl(scale: Scale = "min") -> Weighting:
     tol = jnp.max(eigenvalues) * k * jnp.finfo(gram.dtype).eps
     kept = eigenvalues > tol
     sigma_sq = _scale_sq(eigenvalues, kept, scale)
-    gain = jnp.where(kept, jnp.sqrt(sigma_sq / jnp.where(kept, eigenvalues, 1.0)), 0.0)
+    gain = jnp.sqrt(safe_divide(sigma_sq, eigenvalues, where=kept))
     return vectors @ (gain * (vectors.T @ jnp.ones((k,), gram.dtype)))
 
   return weighting

@@ -15,14 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from came_grad_jax.solvers import compute_dtype
+from came_grad_jax._numerics import SMALL_K, compute_dtype
 
 Array = jax.Array
 PyTree = Any
 
-#: Up to this many tasks the Gram matrix of a leaf is one fused pass computing
-#: all K(K+1)/2 products (:func:`_pairwise_gram`); above, one ``dot_general``.
-_MAX_PAIRWISE_TASKS = 8
 #: Row lengths of the fused pass: rows are summed sequentially, then the row
 #: sums by a vectorised reduction (short rows cost loop overhead, long rows
 #: rounding error).
@@ -186,7 +183,7 @@ def _pairwise_gram(leaf: Array, layout) -> Array:
 def _leaf_gram(leaf: Array) -> Array:
   """``X X^T`` for one leaf, contracting every axis but the first, float32 or wider.
 
-  Small K (up to ``_MAX_PAIRWISE_TASKS``): one fused pass over the leaf
+  Small K (up to ``SMALL_K``): one fused pass over the leaf
   (:func:`_pairwise_gram`), its rows made of trailing axes that are whole on
   every device; otherwise -- larger K, rows that cannot be made, or a leaf on
   a mesh with ``Auto`` axes, whose sharding the compiler chooses later -- one
@@ -194,7 +191,7 @@ def _leaf_gram(leaf: Array) -> Array:
   axis is split by a reshape, never a copy), so a sharded leaf reduces to
   partial sums and an all-reduce, never an all-gather.
   """
-  if leaf.ndim < 2 or leaf.shape[0] > _MAX_PAIRWISE_TASKS:
+  if leaf.ndim < 2 or leaf.shape[0] > SMALL_K:
     return _dot_gram(leaf)
   whole = _unsharded_axes(leaf)
   layout = None if whole is None else _row_layout(leaf.shape, whole)
@@ -205,7 +202,7 @@ def _leaf_gram(leaf: Array) -> Array:
 
 def _is_small(leaf: Array) -> bool:
   """Whether ``leaf`` joins the shared Gram pass of small, unsharded leaves."""
-  if leaf.ndim < 2 or leaf.shape[0] > _MAX_PAIRWISE_TASKS or leaf.size > _SMALL_LEAF * leaf.shape[0]:
+  if leaf.ndim < 2 or leaf.shape[0] > SMALL_K or leaf.size > _SMALL_LEAF * leaf.shape[0]:
     return False
   whole = _unsharded_axes(leaf)
   return whole is not None and all(whole)
@@ -267,7 +264,7 @@ def combine(stacked: PyTree, coeffs: Array) -> PyTree:
   """
 
   def one(leaf):
-    if leaf.shape[0] > _MAX_PAIRWISE_TASKS:
+    if leaf.shape[0] > SMALL_K:
       dtype = compute_dtype(leaf.dtype)
       out = jnp.tensordot(coeffs.astype(dtype), leaf, axes=1, preferred_element_type=dtype)
       return out.astype(leaf.dtype)

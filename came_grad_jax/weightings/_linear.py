@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram
 
 Array = jax.Array
 

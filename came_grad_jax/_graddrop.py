@@ -24,9 +24,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from came_grad_jax import hyperparams
-from came_grad_jax.gram import num_tasks_of
-from came_grad_jax.solvers import compute_dtype
+from came_grad_jax import _hyperparams as hyperparams
+from came_grad_jax._gram import num_tasks_of
+from came_grad_jax._numerics import compute_dtype
+from came_grad_jax._random import as_key
+from came_grad_jax._transform import resolve_num_tasks
 
 Array = jax.Array
 
@@ -35,7 +37,7 @@ class GradDropState(NamedTuple):
   """State of :func:`graddrop`."""
 
   key: Array
-  """PRNG key (uint32[2]) of the next step's uniforms."""
+  """Typed PRNG key (``jax.random.key``) of the next step's uniforms."""
 
 
 def drop_signs(task_grads: Array, uniform: Array, leak: jax.typing.ArrayLike = 0.0) -> Array:
@@ -58,16 +60,21 @@ def drop_signs(task_grads: Array, uniform: Array, leak: jax.typing.ArrayLike = 0
   purity = 0.5 * (1.0 + jnp.sum(task_grads, axis=0) / jnp.where(total > 0, total, 1.0))
   keep = (((purity > uniform) & (task_grads > 0))
           | ((purity < uniform) & (task_grads < 0)))
-  return jnp.sum((leak + (1.0 - leak) * keep) * task_grads, axis=0)
+  out = jnp.sum((leak + (1.0 - leak) * keep) * task_grads, axis=0)
+  # A non-finite gradient must reach the update (for optax.apply_if_finite) even
+  # where its sign was dropped: there the plain sum carries the NaN or inf.
+  total_sum = jnp.sum(task_grads, axis=0)
+  return jnp.where(jnp.all(jnp.isfinite(task_grads), axis=0), out, total_sum)
 
 
-def graddrop(seed: int = 0, task_weights: jax.typing.ArrayLike | None = None, *,
-             leak: float = 0.0) -> optax.GradientTransformation:
+def graddrop(key: jax.Array | int = 0, task_weights: jax.typing.ArrayLike | None = None, *,
+             num_tasks: int | None = None, leak: float = 0.0) -> optax.GradientTransformation:
   """GradDrop as an Optax transformation of stacked task gradients.
 
   Args:
-    seed: seed of the PRNG key in the initial state.
+    key: the PRNG key of the initial state (``jax.random.key``) or an int seed.
     task_weights: ``w`` (K,), finite and >= 0; None means all ones.
+    num_tasks: K, optional (read from the updates); checked against them when given.
     leak: ``l`` in [0, 1], the share of every gradient that is never dropped.
 
   Returns:
@@ -75,22 +82,26 @@ def graddrop(seed: int = 0, task_weights: jax.typing.ArrayLike | None = None, *,
     on every leaf) in, a params-shaped update out (in each leaf's dtype).
 
   Example:
-    >>> tx = optax.chain(graddrop(seed=0), optax.sgd(0.1))
+    >>> tx = optax.chain(graddrop(key=0), optax.sgd(0.1))
   """
-  hyperparams.check_scalar("seed", seed, lower=0)
+  key = as_key(key)
   hyperparams.check_scalar("leak", leak, lower=0.0, upper=1.0)
-  hyperparams.check_task_weights(task_weights)
+  task_weights = hyperparams.check_task_weights(task_weights)
+  k_static = resolve_num_tasks(task_weights, num_tasks)
 
   def init_fn(params):
     del params
-    return GradDropState(jax.random.PRNGKey(seed))
+    return GradDropState(key)
 
   def update_fn(updates, state, params=None):
     del params
     k = num_tasks_of(updates)
+    if k_static is not None and k != k_static:
+      raise ValueError(f"updates have a leading task axis of {k} but graddrop was built for "
+                       f"K = {k_static} tasks")
     hyperparams.check_task_weights(task_weights, k)
     weights = jnp.ones((k,)) if task_weights is None else jnp.asarray(task_weights)
-    key, sub = jax.random.split(state.key)
+    key_, sub = jax.random.split(state.key)
     leaves, treedef = jax.tree.flatten(updates)
     keys = jax.random.split(sub, len(leaves))
 
@@ -101,6 +112,6 @@ def graddrop(seed: int = 0, task_weights: jax.typing.ArrayLike | None = None, *,
       return drop_signs(h, uniform, leak).astype(leaf.dtype)
 
     out = jax.tree.unflatten(treedef, [one(x, kk) for x, kk in zip(leaves, keys)])
-    return out, GradDropState(key)
+    return out, GradDropState(key_)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -30,6 +30,8 @@ def check_losses(losses, has_aux: bool) -> int:
         + ("; with has_aux=True return (losses, aux)" if has_aux else ""))
   if not jnp.issubdtype(losses.dtype, jnp.floating):
     raise TypeError(f"fun must return floating point losses, got {losses.dtype}")
+  if shape[0] == 0:
+    raise ValueError("fun returned no losses (shape (0,)): it must return K >= 1 task losses")
   return shape[0]
 
 

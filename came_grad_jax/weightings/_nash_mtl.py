@@ -28,9 +28,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import solvers
-from came_grad_jax.solvers import correlation
-from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax import _numerics as numerics
+from came_grad_jax._numerics import correlation
+from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax._numerics import safe_divide
 
 Array = jax.Array
 
@@ -43,7 +44,7 @@ class _Newton(NamedTuple):
 
 def _diverged(cosine: Array, beta: Array) -> Array:
   """Whether ``||sum_k beta_k u_k||^2`` (= K at the solution) is rounding noise of its terms."""
-  return solvers.is_negligible(beta @ cosine @ beta, solvers.term_scale_sq(cosine, beta),
+  return numerics.is_negligible(beta @ cosine @ beta, numerics.term_scale_sq(cosine, beta),
                                cosine.shape[0])
 
 
@@ -110,6 +111,6 @@ def nash_mtl() -> Weighting:
     gram = check_gram(gram)
     cosine, norms = correlation(gram)  # absent tasks: a decoupled unit row, beta_k = 1
     beta = bargaining_solution(cosine)
-    return jnp.where(norms > 0, beta / jnp.where(norms > 0, norms, 1.0), 0.0)
+    return safe_divide(beta, norms)
 
   return weighting

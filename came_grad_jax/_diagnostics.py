@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from came_grad_jax._numerics import safe_divide
+
 Array = jax.Array
 
 
@@ -32,11 +34,6 @@ class Diagnostics(NamedTuple):
   """(K,) the coefficients ``c`` of the update."""
   min_inner: Array
   """``min_k <h_k, g_final>``: negative means the update conflicts with a task."""
-
-
-def _safe_div(num: Array, den: Array, default: float) -> Array:
-  ok = den > 0
-  return jnp.where(ok, num / jnp.where(ok, den, 1.0), default)
 
 
 def _angle_deg(gram: Array, a: Array, a_norm: Array, b: Array, b_norm: Array) -> Array:
@@ -65,7 +62,7 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   coeffs = jnp.asarray(coeffs, gram.dtype)
   ones = jnp.ones_like(coeffs)
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
-  cosine = _safe_div(gram, jnp.outer(norms, norms), 0.0)
+  cosine = safe_divide(gram, jnp.outer(norms, norms), 0.0)
   joint_norm = jnp.sqrt(jnp.maximum(ones @ gram @ ones, 0.0))
   final_norm = jnp.sqrt(jnp.maximum(coeffs @ gram @ coeffs, 0.0))
   inner = gram @ coeffs
@@ -73,18 +70,33 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
       cosine=cosine,
       task_norms=norms,
       drift_deg=_angle_deg(gram, coeffs, final_norm, ones, joint_norm),
-      diffusion_decay=_safe_div(joint_norm, jnp.sum(norms), 1.0),
-      energy_gain=_safe_div(final_norm, joint_norm, 0.0),
+      diffusion_decay=safe_divide(joint_norm, jnp.sum(norms), 1.0),
+      energy_gain=safe_divide(final_norm, joint_norm, 0.0),
       coefficients=coeffs,
       min_inner=jnp.min(inner),
   )
 
 
-def empty_diagnostics(num_tasks: int, dtype=jnp.float32) -> Diagnostics:
-  """Zero diagnostics of the right shapes, for a transformation's initial state."""
-  zero = jnp.zeros([], dtype)
-  return Diagnostics(
-      cosine=jnp.zeros((num_tasks, num_tasks), dtype),
-      task_norms=jnp.zeros((num_tasks,), dtype),
-      drift_deg=zero, diffusion_decay=zero, energy_gain=zero,
-      coefficients=jnp.zeros((num_tasks,), dtype), min_inner=zero)
+def empty_diagnostics(num_tasks: int | None, dtype=jnp.float32) -> Diagnostics:
+  """Zero diagnostics for a transformation's initial state, every field its own buffer.
+
+  With ``num_tasks=None`` (K unknown until the first update) the K-shaped
+  fields (``cosine``, ``task_norms``, ``coefficients``) are None: the state
+  keeps the scalar diagnostics only. Separate buffers let the state be donated.
+  """
+  zero = lambda: jnp.zeros([], dtype)
+  if num_tasks is None:
+    cosine = task_norms = coefficients = None
+  else:
+    cosine = jnp.zeros((num_tasks, num_tasks), dtype)
+    task_norms = jnp.zeros((num_tasks,), dtype)
+    coefficients = jnp.zeros((num_tasks,), dtype)
+  return Diagnostics(cosine=cosine, task_norms=task_norms, drift_deg=zero(),
+                     diffusion_decay=zero(), energy_gain=zero(), coefficients=coefficients,
+                     min_inner=zero())
+
+
+def keep_like(new: Diagnostics, template: Diagnostics, dtype) -> Diagnostics:
+  """``new`` cast to ``dtype``, with the fields that are None in ``template`` dropped."""
+  return Diagnostics(*(None if old is None else jnp.asarray(value).astype(dtype)
+                       for value, old in zip(new, template)))

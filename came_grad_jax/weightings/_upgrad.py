@@ -17,9 +17,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.active_set import nonnegative_qp
-from came_grad_jax.solvers import correlation
-from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax._active_set import nonnegative_qp
+from came_grad_jax._numerics import correlation
+from came_grad_jax.weightings._base import Weighting, check_gram
 
 Array = jax.Array
 

@@ -54,10 +54,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import hyperparams
-from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics
-from came_grad_jax.gram import combine, gram, weighted_sum
-from came_grad_jax.task_grads import losses_vjp, stack_trees, task_grads_list
+from came_grad_jax import _hyperparams as hyperparams
+from came_grad_jax._diagnostics import Diagnostics, compute_diagnostics
+from came_grad_jax._gram import combine, gram, weighted_sum
+from came_grad_jax._task_grads import losses_vjp, stack_trees, task_grads_list
 from came_grad_jax.weightings import Weighting, came
 
 Array = jax.Array

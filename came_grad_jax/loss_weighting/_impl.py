@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from came_grad_jax import hyperparams
+from came_grad_jax import _hyperparams as hyperparams
+from came_grad_jax._numerics import safe_divide
 
 Array = jax.Array
 
@@ -48,6 +49,27 @@ def _observed(losses: Array, num_tasks: int) -> Array:
   if losses.shape != (num_tasks,):
     raise ValueError(f"losses must have shape ({num_tasks},), got {losses.shape}")
   return jax.lax.stop_gradient(losses)
+
+
+def _guarded(update: Callable[[Array, Any], tuple[Array, Any]], *,
+             positive: bool = False) -> Callable[[Array, Any], tuple[Array, Any]]:
+  """``update`` whose state never sees a bad loss vector.
+
+  Non-finite losses (or, with ``positive``, a loss <= 0, outside the method's
+  domain) make the weights NaN, so that the weighted loss, its gradients and
+  ``optax.apply_if_finite`` skip the step, and leave the state as it was.
+  """
+
+  def guarded(losses: Array, state: Any) -> tuple[Array, Any]:
+    weights, new_state = update(losses, state)
+    losses = jnp.asarray(losses)
+    ok = jnp.all(jnp.isfinite(losses))
+    if positive:
+      ok &= jnp.all(losses > 0)
+    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+    return jnp.where(ok, weights, jnp.nan), new_state
+
+  return guarded
 
 
 def _step(optimizer: optax.GradientTransformation, grad: Array, params: Array,
@@ -101,7 +123,7 @@ def uncertainty_weighting(optimizer: optax.GradientTransformation | None = None
     s, opt_state = _step(optimizer, grad, s, state.opt_state)
     return 0.5 * precision, UncertaintyState(s, opt_state)
 
-  return LossWeighting(init, update)
+  return LossWeighting(init, _guarded(update))
 
 
 class DWAState(NamedTuple):
@@ -140,20 +162,19 @@ def dwa(temperature: float = 2.0) -> LossWeighting:
   hyperparams.check_scalar("temperature", temperature, lower=0.0, lower_open=True)
 
   def init(num_tasks: int) -> DWAState:
-    ones = jnp.ones((num_tasks,))
-    return DWAState(ones, ones, jnp.zeros([], jnp.int32))
+    return DWAState(jnp.ones((num_tasks,)), jnp.ones((num_tasks,)), jnp.zeros([], jnp.int32))
 
   def update(losses: Array, state: DWAState) -> tuple[Array, DWAState]:
     k = state.previous.shape[0]
     losses = _observed(losses, k)
     denom = state.before_previous
-    ratio = jnp.where(denom != 0, state.previous / jnp.where(denom != 0, denom, 1.0), 1.0)
+    ratio = safe_divide(state.previous, denom, 1.0, where=denom != 0)
     weights = jnp.where(state.count >= 2, k * jax.nn.softmax(ratio / temperature), 1.0)
     new = DWAState(losses.astype(state.previous.dtype), state.previous,
                    optax.safe_increment(state.count))
     return weights, new
 
-  return LossWeighting(init, update)
+  return LossWeighting(init, _guarded(update))
 
 
 class FAMOState(NamedTuple):
@@ -180,7 +201,9 @@ def famo(optimizer: optax.GradientTransformation | None = None,
   gradient ``J_softmax^T delta = z * (delta - <z, delta>)`` lowers the weight of
   the tasks that improved most. The authors re-evaluate the losses on the same
   batch after the step; here ``L(t)`` is the next step's loss (one forward
-  pass per step). Losses must be positive (or shifted by a known lower bound).
+  pass per step). Losses must be positive (or shifted by a known lower bound):
+  a loss <= 0 gives NaN weights (the step is skipped by ``optax.apply_if_finite``)
+  and leaves the state unchanged, as a non-finite loss does for every loss weighting.
 
   Args:
     optimizer: the optimizer of ``xi``; default Adam(0.025) with L2 weight
@@ -218,4 +241,4 @@ def famo(optimizer: optax.GradientTransformation | None = None,
     return inverse / jnp.sum(inverse), FAMOState(logits, opt_state, losses,
                                                   optax.safe_increment(state.count))
 
-  return LossWeighting(init, update)
+  return LossWeighting(init, _guarded(update, positive=True))

@@ -16,8 +16,8 @@ import jax
 import optax
 
 from came_grad_jax import weightings
-from came_grad_jax.transform import aggregate
-from came_grad_jax.weightings.aligned_mtl import Scale
+from came_grad_jax._transform import aggregate
+from came_grad_jax.weightings._aligned_mtl import Scale
 
 TaskWeights = jax.typing.ArrayLike | None
 
@@ -44,7 +44,7 @@ def mgda(task_weights: TaskWeights = None, *,
   return aggregate(weightings.mgda(), task_weights, num_tasks=num_tasks)
 
 
-def pcgrad(seed: int = 0, task_weights: TaskWeights = None, *,
+def pcgrad(key: jax.Array | int = 0, task_weights: TaskWeights = None, *,
            num_tasks: int | None = None) -> optax.GradientTransformation:
   """PCGrad (Yu et al. 2020): conflicting components projected out, in random task orders.
 
@@ -52,9 +52,9 @@ def pcgrad(seed: int = 0, task_weights: TaskWeights = None, *,
   random order, ``d = sum_i g_i``; the orders' PRNG key lives in the state.
 
   Example:
-    >>> tx = optax.chain(pcgrad(seed=0, num_tasks=2), optax.sgd(0.1))
+    >>> tx = optax.chain(pcgrad(key=0), optax.sgd(0.1))
   """
-  return aggregate(weightings.pcgrad(seed), task_weights, num_tasks=num_tasks)
+  return aggregate(weightings.pcgrad(key), task_weights, num_tasks=num_tasks)
 
 
 def upgrad(task_weights: TaskWeights = None, *,
@@ -109,14 +109,14 @@ def nash_mtl(task_weights: TaskWeights = None, *,
   return aggregate(weightings.nash_mtl(), task_weights, num_tasks=num_tasks)
 
 
-def gradvac(beta: float = 0.01, seed: int = 0, task_weights: TaskWeights = None, *,
+def gradvac(beta: float = 0.01, key: jax.Array | int = 0, task_weights: TaskWeights = None, *,
             num_tasks: int | None = None) -> optax.GradientTransformation:
   """GradVac (Wang et al. 2021): cosines lifted to EMA targets kept in the state.
 
   Example:
     >>> tx = optax.chain(gradvac(beta=0.01, num_tasks=2), optax.sgd(0.1))
   """
-  return aggregate(weightings.gradvac(beta, seed), task_weights, num_tasks=num_tasks)
+  return aggregate(weightings.gradvac(beta, key), task_weights, num_tasks=num_tasks)
 
 
 def cagrad(c: float = 0.4, task_weights: TaskWeights = None, *, num_tasks: int | None = None,

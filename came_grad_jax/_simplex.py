@@ -6,38 +6,14 @@
 
 from __future__ import annotations
 
-import functools
-import operator
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from came_grad_jax._numerics import task_min, task_sum
+
 Array = jax.Array
-
-
-#: Up to this many tasks, sums and minima over the task axis are unrolled.
-UNROLL_TASKS = 8
-
-
-def task_sum(x: Array) -> Array:
-  """Sum over the leading (task) axis.
-
-  Points on the simplex are (K,) vectors or N of them as columns (K, N). For
-  K <= ``UNROLL_TASKS`` the sum is unrolled into elementwise adds that XLA fuses
-  with what surrounds them (a reduction kernel per small sum costs more than
-  the sum); above, a plain reduction.
-  """
-  if x.shape[0] > UNROLL_TASKS:
-    return jnp.sum(x, axis=0)
-  return functools.reduce(operator.add, [x[i] for i in range(x.shape[0])])
-
-
-def task_min(x: Array) -> Array:
-  """Minimum over the leading (task) axis, unrolled like :func:`task_sum`; NaN propagates."""
-  if x.shape[0] > UNROLL_TASKS:
-    return jnp.min(x, axis=0)
-  return functools.reduce(jnp.minimum, [x[i] for i in range(x.shape[0])])
 
 
 def project_simplex(v: Array) -> Array:

@@ -52,25 +52,40 @@ def resolve(value: ScalarOrSchedule, count: Array) -> Array:
   return value(count) if callable(value) else value
 
 
-def check_task_weights(task_weights, num_tasks: int | None = None) -> None:
-  """Check task weights are a finite, non-negative vector (of length K if known).
+def check_task_weights(task_weights, num_tasks: int | None = None):
+  """Validate task weights and return a private copy (None stays None).
+
+  Concrete weights must be a non-empty vector of finite, non-negative real
+  numbers (bool, complex and strings are refused); they are copied into a NumPy
+  float array so that mutating the caller's list later changes nothing. Traced
+  weights (inside ``jit``) are only shape-checked.
 
   Raises:
+    TypeError: naming ``task_weights`` when it is not a real vector.
     ValueError: naming ``task_weights`` and what was expected.
   """
   if task_weights is None:
-    return
+    return None
+  if isinstance(task_weights, (str, bytes)):
+    raise TypeError(f"task_weights must be a vector of K real weights, got {task_weights!r}")
   arr = _concrete(task_weights)
   if arr is None:
-    shape = jnp.asarray(task_weights).shape
-    if num_tasks is not None and shape != (num_tasks,):
-      raise ValueError(f"task_weights must have shape ({num_tasks},), got {shape}")
-    return
-  if arr.ndim != 1:
-    raise ValueError(f"task_weights must be a vector of K weights, got shape {arr.shape}")
+    shape = jnp.shape(task_weights)
+    if len(shape) != 1 or (num_tasks is not None and shape != (num_tasks,)):
+      want = f"({num_tasks},)" if num_tasks is not None else "(K,)"
+      raise ValueError(f"task_weights must have shape {want}, got {shape}")
+    return task_weights
+  if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating)
+                               or np.issubdtype(arr.dtype, np.integer)):
+    raise TypeError(
+        f"task_weights must be real numbers (float or int), got dtype {arr.dtype}")
+  if arr.ndim != 1 or arr.shape[0] == 0:
+    raise ValueError(
+        f"task_weights must be a non-empty vector of K weights, got shape {arr.shape}")
   if num_tasks is not None and arr.shape[0] != num_tasks:
     raise ValueError(
         f"task_weights has {arr.shape[0]} entries but the gradients have K = "
         f"{num_tasks} tasks")
   if not np.all(np.isfinite(arr)) or np.any(arr < 0):
     raise ValueError(f"task_weights must be finite and >= 0, got {arr.tolist()}")
+  return np.array(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32)

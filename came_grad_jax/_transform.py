@@ -10,16 +10,19 @@ updates carry a leading axis that the transformation reduces.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from came_grad_jax import hyperparams
-from came_grad_jax.diagnostics import Diagnostics, compute_diagnostics, empty_diagnostics
-from came_grad_jax.gram import combine, gram, num_tasks_of
-from came_grad_jax.solvers import compute_dtype
+from came_grad_jax import _hyperparams as hyperparams
+from came_grad_jax._diagnostics import (Diagnostics, compute_diagnostics, empty_diagnostics,
+                                        keep_like)
+from came_grad_jax._gram import combine, gram, num_tasks_of
+from came_grad_jax._numerics import compute_dtype
 from came_grad_jax.weightings import AnyWeighting, StatefulWeighting, as_stateful, came
 
 Array = jax.Array
@@ -36,19 +39,23 @@ class AggregateState(NamedTuple):
   """The last step's diagnostics (zeros before the first step)."""
 
 
-def _resolve_num_tasks(task_weights, num_tasks: int | None) -> int:
-  hyperparams.check_task_weights(task_weights)
+def resolve_num_tasks(task_weights, num_tasks) -> int | None:
+  """K when it is known at construction (from ``task_weights`` or ``num_tasks``), else None."""
+  if num_tasks is not None:
+    if isinstance(num_tasks, jax.core.Tracer) or (
+        isinstance(num_tasks, jax.Array) and not isinstance(num_tasks, (bool, np.bool_))):
+      raise TypeError(
+          "num_tasks must be a static Python int, got an array; under "
+          "optax.inject_hyperparams pass static_args=('num_tasks',)")
+    if (isinstance(num_tasks, (bool, np.bool_)) or not isinstance(num_tasks, numbers.Integral)
+        or int(num_tasks) < 1):
+      raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+    num_tasks = int(num_tasks)
   if task_weights is not None:
-    k = jnp.asarray(task_weights).shape[0]
+    k = np.shape(task_weights)[0]
     if num_tasks is not None and num_tasks != k:
-      raise ValueError(
-          f"num_tasks={num_tasks} disagrees with len(task_weights)={k}")
+      raise ValueError(f"num_tasks={num_tasks} disagrees with len(task_weights)={k}")
     return k
-  if num_tasks is None:
-    raise ValueError(
-        "the number of tasks is unknown: pass task_weights (K weights) or num_tasks=K")
-  if not isinstance(num_tasks, int) or num_tasks < 1:
-    raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
   return num_tasks
 
 
@@ -59,41 +66,90 @@ def _state_dtype(params) -> jnp.dtype:
   return compute_dtype(jnp.result_type(*floating)) if floating else jnp.dtype(jnp.float32)
 
 
+def _check_against_params(updates, params, k: int) -> None:
+  """Stacked task gradients must be params-shaped with a leading K (shapes are static)."""
+  if params is None:
+    return
+  try:
+    pairs = jax.tree.map(lambda u, p: (jnp.shape(u), jnp.shape(p)), updates, params)
+  except ValueError:
+    raise ValueError("updates and params have different tree structures: stacked task "
+                     "gradients are params-shaped with a leading task axis K") from None
+  for got, want in jax.tree.leaves(pairs, is_leaf=lambda x: isinstance(x, tuple)
+                                   and len(x) == 2 and isinstance(x[0], tuple)):
+    if tuple(got) != (k, *want):
+      raise ValueError(
+          f"updates must be params-shaped with a leading task axis K = {k}: got a leaf "
+          f"of shape {tuple(got)} for a parameter of shape {tuple(want)}. Pass stacked "
+          "task gradients (value_and_task_grads); if this transformation sits inside "
+          "optax.MultiSteps, put MultiSteps after it instead: "
+          "optax.chain(<method>, optax.MultiSteps(optax.adamw(...), k))")
+
+
+def _gram_in_range(m: Array, updates) -> Array:
+  """False when the Gram matrix over- or underflowed although the gradients are finite.
+
+  ``M`` overflows (inf) for task norms near sqrt(max float), and a task's
+  ``M_kk`` flushes to 0 for entries near sqrt(min float): either would give a
+  quietly different update. Overflow shows in ``M``; a (near) zero diagonal is
+  checked against the gradients themselves (one pass, taken only then).
+  """
+  tiny = jnp.finfo(m.dtype).tiny
+  diag = jnp.diagonal(m)
+  suspicious = jnp.any(diag < tiny / jnp.finfo(m.dtype).eps)
+
+  def nonzero_per_task(u):
+    amax = [jnp.max(jnp.abs(x.reshape(x.shape[0], -1)), axis=1).astype(m.dtype)
+            for x in jax.tree.leaves(u)]
+    return jnp.max(jnp.stack(amax), axis=0)
+
+  def underflowed(u):
+    return jnp.any((diag < tiny / jnp.finfo(m.dtype).eps) & (nonzero_per_task(u) > 0))
+
+  lost = jax.lax.cond(suspicious, underflowed, lambda u: jnp.array(False), updates)
+  return ~lost
+
+
 def _weighted_aggregate(
     weighting_at: Callable[[Array], StatefulWeighting],
     task_weights: jax.typing.ArrayLike | None,
     num_tasks: int | None,
+    name: str,
 ) -> optax.GradientTransformation:
   """The transformation, given the weighting to use at each step count."""
-  k = _resolve_num_tasks(task_weights, num_tasks)
+  task_weights = hyperparams.check_task_weights(task_weights)
+  k_static = resolve_num_tasks(task_weights, num_tasks)
+  # Fails here, not at the first update, for a weighting whose state needs K.
+  weighting_at(jnp.zeros([], jnp.int32)).init(k_static)
 
   def init_fn(params):
     return AggregateState(
         count=jnp.zeros([], jnp.int32),
-        weighting_state=weighting_at(jnp.zeros([], jnp.int32)).init(k),
-        diagnostics=empty_diagnostics(k, _state_dtype(params)))
+        weighting_state=weighting_at(jnp.zeros([], jnp.int32)).init(k_static),
+        diagnostics=empty_diagnostics(k_static, _state_dtype(params)))
 
   def update_fn(updates, state, params=None):
-    del params
-    got = num_tasks_of(updates)
-    if got != k:
+    k = num_tasks_of(updates)
+    if k_static is not None and k != k_static:
       raise ValueError(
-          f"updates have a leading task axis of {got} but the transformation "
-          f"was built for K = {k} tasks")
+          f"updates have a leading task axis of {k} but {name} was built for K = "
+          f"{k_static} tasks (from task_weights or num_tasks)")
+    _check_against_params(updates, params, k)
     weights = jnp.ones((k,)) if task_weights is None else task_weights
     m = gram(updates, weights)
     coeffs, weighting_state = weighting_at(state.count).apply(m, state.weighting_state)
     coeffs = coeffs.astype(m.dtype)
     out = combine(updates, coeffs * jnp.asarray(weights, m.dtype))
     diag_dtype = state.diagnostics.drift_deg.dtype
-    diagnostics = jax.tree.map(lambda x: x.astype(diag_dtype),
-                               compute_diagnostics(m, coeffs))
+    diagnostics = keep_like(compute_diagnostics(m, coeffs), state.diagnostics, diag_dtype)
     new_state = AggregateState(optax.safe_increment(state.count), weighting_state,
                                diagnostics)
     # Non-finite gradients propagate to the update (for optax.apply_if_finite
-    # downstream to reject), but never into the state.
-    finite = jnp.all(jnp.isfinite(m))
-    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    # downstream to reject), but never into the state. A Gram matrix that over-
+    # or underflowed on finite gradients makes the update NaN: skipped, not wrong.
+    ok = jnp.all(jnp.isfinite(m)) & _gram_in_range(m, updates)
+    out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
+    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
     return out, new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -113,8 +169,10 @@ def aggregate(
   Args:
     weighting: ``gram -> coefficients`` or a :class:`StatefulWeighting`.
     task_weights: ``w`` (K,), finite and >= 0; None means all ones.
-    num_tasks: K, required when ``task_weights`` is None (the state's
-      diagnostics have K-shaped arrays, fixed at ``init``).
+    num_tasks: K, optional: K is read from the updates' leading axis. When K
+      is known at construction (``num_tasks`` or ``task_weights``) the state
+      also keeps the K-shaped diagnostics (cosines, task norms, coefficients);
+      otherwise those fields are None and only the scalar ones are kept.
 
   Returns:
     An ``optax.GradientTransformation`` whose ``update`` takes stacked task
@@ -125,7 +183,7 @@ def aggregate(
     >>> tx = optax.chain(aggregate(weightings.cagrad(0.4), num_tasks=2), optax.sgd(0.1))
   """
   stateful = as_stateful(weighting)
-  return _weighted_aggregate(lambda count: stateful, task_weights, num_tasks)
+  return _weighted_aggregate(lambda count: stateful, task_weights, num_tasks, "aggregate")
 
 
 def came_grad(
@@ -141,14 +199,15 @@ def came_grad(
   ``g_final = (1 - nu) u_en + nu g_joint`` where ``u_en = kappa ||g_joint||
   u_rect / ||u_rect||`` and ``u_rect = argmax_{||u - mu|| <= rho ||mu||} min_k
   <h_k, u>``; ``h_k = w_k g_k``, ``g_joint = sum_k h_k``, ``mu = g_joint / K``.
-  See :mod:`came_grad_jax.weightings.came` for the stages.
+  See :mod:`came_grad_jax.weightings._came` for the stages.
 
   Args:
     rho: conflict radius (>= 0), a float, array or schedule of the step count.
     kappa: magnitude gain (> 0), float, array or schedule.
     nu: fusion coefficient in [0, 1], float, array or schedule.
     task_weights: ``w`` (K,), finite and >= 0; None means all ones.
-    num_tasks: K, required when ``task_weights`` is None.
+    num_tasks: K, optional (K is read from the updates); given, the state keeps
+      the K-shaped diagnostics too (see :func:`aggregate`).
 
   Returns:
     An ``optax.GradientTransformation`` reducing stacked task gradients to one
@@ -173,4 +232,4 @@ def came_grad(
                             hyperparams.resolve(kappa, count),
                             hyperparams.resolve(nu, count)))
 
-  return _weighted_aggregate(weighting_at, task_weights, num_tasks)
+  return _weighted_aggregate(weighting_at, task_weights, num_tasks, "came_grad")

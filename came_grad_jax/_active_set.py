@@ -2,7 +2,7 @@
 
 :func:`nonnegative_qp`: ``argmin_{z >= 0} 1/2 z^T a z + b^T z`` by the
 Lawson-Hanson active-set method, inside ``jit``; best posed on the correlation
-matrix (:func:`came_grad_jax.solvers.correlation`).
+matrix (:func:`came_grad_jax._numerics.correlation`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import solvers
+from came_grad_jax import _numerics as numerics
 
 Array = jax.Array
 
@@ -29,7 +29,7 @@ def _descent(a: Array, b: Array, z: Array) -> tuple[Array, Array]:
   """The negative gradient ``-(a z + b)`` and the size of its terms ``|b| + |a| |z|``.
 
   A component below ``16 K eps`` times its terms' size is rounding noise
-  (:func:`came_grad_jax.solvers.is_negligible`).
+  (:func:`came_grad_jax._numerics.is_negligible`).
   """
   return -(a @ z + b), jnp.abs(b) + jnp.abs(a) @ jnp.abs(z)
 
@@ -37,7 +37,7 @@ def _descent(a: Array, b: Array, z: Array) -> tuple[Array, Array]:
 def _entering(a: Array, b: Array, z: Array, passive: Array) -> Array:
   """Coordinates outside P whose negative gradient is positive beyond rounding."""
   descent, scale = _descent(a, b, z)
-  return ~passive & (descent > 0) & ~solvers.is_negligible(descent, scale, a.shape[0])
+  return ~passive & (descent > 0) & ~numerics.is_negligible(descent, scale, a.shape[0])
 
 
 class _ActiveSet(NamedTuple):
@@ -108,6 +108,6 @@ def nonnegative_qp(a: Array, b: Array, *, max_iter: int | None = None) -> tuple[
   init = _ActiveSet(jnp.zeros((k,), a.dtype), jnp.zeros((k,), bool), jnp.array(0))
   z = jax.lax.while_loop(cond, body, init).z
   descent, scale = _descent(a, b, z)
-  flat = solvers.is_negligible(jnp.abs(descent), scale, k)
+  flat = numerics.is_negligible(jnp.abs(descent), scale, k)
   optimal = jnp.all(jnp.where(z > 0, flat, (descent <= 0) | flat))
   return z, optimal

@@ -4,7 +4,7 @@ The mean gradient projected onto the dual cone of the task gradients::
 
     d = pi_C((1/K) sum_k h_k),    C = {x : <h_k, x> >= 0 for every k}.
 
-Unlike :func:`~came_grad_jax.weightings.upgrad`, which projects each task
+Unlike :func:`~came_grad_jax.weightings._upgrad`, which projects each task
 gradient and then averages, DualProj averages first and projects once.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings.base import Weighting, check_gram
-from came_grad_jax.weightings.upgrad import dual_cone_weights
+from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._upgrad import dual_cone_weights
 
 Array = jax.Array
 

@@ -21,9 +21,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import hyperparams, solvers
-from came_grad_jax.weightings.base import StatefulWeighting, check_gram
-from came_grad_jax.weightings.pcgrad import random_orders, visit_others
+from came_grad_jax import _hyperparams as hyperparams, _numerics as numerics
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax.weightings._pcgrad import random_orders, visit_others
+from came_grad_jax._numerics import safe_divide
+from came_grad_jax._random import as_key
 
 Array = jax.Array
 
@@ -54,14 +56,14 @@ def vaccinate(gram: Array, targets: Array, orders: Array,
 
   def step(carry, j):
     a, row = carry
-    g_norm = solvers.norm_of(gram, a)
+    g_norm = numerics.norm_of(gram, a)
     defined = (g_norm > 0) & (norms[j] > 0)
     phi = jnp.clip((a @ gram[:, j]) / jnp.where(defined, g_norm * norms[j], 1.0), -1.0, 1.0)
     target = row[j]
     denom = norms[j] * jnp.sqrt(1.0 - target**2)
     lift = defined & (phi < target) & (denom > 0)
     weight = g_norm * (target * jnp.sqrt(1.0 - phi**2) - phi * jnp.sqrt(1.0 - target**2))
-    a = a.at[j].add(jnp.where(lift, weight / jnp.where(lift, denom, 1.0), 0.0))
+    a = a.at[j].add(safe_divide(weight, denom, where=lift))
     row = row.at[j].set(jnp.where(defined, (1.0 - beta) * target + beta * phi, target))
     return a, row
 
@@ -72,17 +74,17 @@ class GradVacState(NamedTuple):
   """State of :func:`gradvac`."""
 
   key: Array
-  """PRNG key (uint32[2]) of the next step's task orders."""
+  """Typed PRNG key (``jax.random.key``) of the next step's task orders."""
   targets: Array
   """(K, K) EMA cosine targets ``phi_hat_ij`` (diagonal unused)."""
 
 
-def gradvac(beta: float = 0.01, seed: int = 0) -> StatefulWeighting:
+def gradvac(beta: float = 0.01, key: jax.Array | int = 0) -> StatefulWeighting:
   """GradVac: ``c = A^T 1`` with ``A`` from :func:`vaccinate`, EMA targets in the state.
 
   Args:
     beta: EMA rate of the cosine targets in [0, 1] (the paper's 1e-2).
-    seed: seed of the PRNG key of the task orders.
+    key: the PRNG key of the task orders (``jax.random.key``) or an int seed.
 
   Returns:
     A :class:`StatefulWeighting` whose state is a :class:`GradVacState`.
@@ -95,10 +97,14 @@ def gradvac(beta: float = 0.01, seed: int = 0) -> StatefulWeighting:
            [-0.35355338,  0.        ]], dtype=float32)
   """
   hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0)
-  hyperparams.check_scalar("seed", seed, lower=0)
+  key = as_key(key)
 
-  def init(num_tasks: int) -> GradVacState:
-    return GradVacState(jax.random.PRNGKey(seed), jnp.zeros((num_tasks, num_tasks)))
+  def init(num_tasks: int | None) -> GradVacState:
+    if num_tasks is None:
+      raise ValueError(
+          "gradvac needs the number of tasks at construction (its state holds the K x K "
+          "EMA cosine targets): pass task_weights (K weights) or num_tasks=K")
+    return GradVacState(key, jnp.zeros((num_tasks, num_tasks)))
 
   def apply(gram: Array, state: GradVacState) -> tuple[Array, GradVacState]:
     gram = check_gram(gram)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import simplex, solvers
-from came_grad_jax.active_set import nonnegative_qp
-from came_grad_jax.solvers import correlation
-from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax import _numerics as numerics, _simplex as simplex
+from came_grad_jax._faces import face_candidates, select_best
+from came_grad_jax._active_set import nonnegative_qp
+from came_grad_jax._numerics import correlation
+from came_grad_jax.weightings._base import Weighting, check_gram
 
 Array = jax.Array
 
@@ -31,7 +32,7 @@ def _two_task_min_norm(gram: Array) -> Array:
   """
   diff = jnp.array([1.0, -1.0], gram.dtype)
   denom = diff @ gram @ diff  # ||h1 - h2||^2
-  same = solvers.is_negligible(denom, solvers.term_scale_sq(gram, diff), 2)
+  same = numerics.is_negligible(denom, numerics.term_scale_sq(gram, diff), 2)
   alpha = jnp.stack([gram[1, 1] - gram[0, 1], gram[0, 0] - gram[0, 1]]) / jnp.where(
       same, 1.0, denom)
   alpha = jnp.where(alpha[0] < 0, jnp.array([0.0, 1.0], gram.dtype), alpha)
@@ -40,7 +41,7 @@ def _two_task_min_norm(gram: Array) -> Array:
 
 
 def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
-  """``alpha*`` by :func:`~came_grad_jax.simplex.minimize_on_simplex` on ``M / trace(M)``.
+  """``alpha*`` by :func:`~came_grad_jax._simplex.minimize_on_simplex` on ``M / trace(M)``.
 
   Its Frank-Wolfe gap is absolute (``16 eps`` of the trace), the right measure
   when the min-norm point is 0 (Pareto-stationary: the case it serves). The
@@ -61,8 +62,8 @@ def _min_norm_iterative(gram: Array, max_iter: int) -> Array:
       gap_tol=gap_tol, max_iter=max_iter)
   zeros = jnp.zeros((k,), gram.dtype)
   supports = jnp.stack([alpha > t * jnp.max(alpha) for t in (0.0, 1e-9, 1e-6)], axis=1)
-  _, faces = solvers.face_candidates(gram, zeros, 0.0, supports)
-  return solvers.select_best(value_and_grad, alpha, (faces,), 4 * gap_tol)
+  _, faces = face_candidates(gram, zeros, 0.0, supports)
+  return select_best(value_and_grad, alpha, (faces,), 4 * gap_tol)
 
 
 def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
@@ -71,7 +72,7 @@ def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
   Its dual is ``lambda* = argmin_{lambda >= 0} 1/2 lambda^T M lambda - 1^T lambda``
   and ``x* = sum_k lambda*_k h_k = d* / ||d*||^2``, so ``alpha* = lambda* /
   sum_k lambda*_k`` (Lawson & Hanson 1974, ch. 23). Solved exactly by
-  :func:`~came_grad_jax.active_set.nonnegative_qp` in the variables
+  :func:`~came_grad_jax._active_set.nonnegative_qp` in the variables
   ``z_k = ||h_k|| lambda_k`` (cosine matrix, linear term ``-1 / ||h_k||``), so a
   task 1e-6 the size of another keeps its relative accuracy. The problem is
   unbounded when 0 is in the hull; the flag says whether the solve certified

@@ -1,6 +1,6 @@
 """CAME-Grad as a weighting, one function per stage.
 
-Notation (DESIGN.md): ``h_k = w_k g_k`` the task-weighted gradients, ``M`` their
+Notation (``docs/design.md``): ``h_k = w_k g_k`` the task-weighted gradients, ``M`` their
 Gram matrix, ``g_joint = sum_k h_k`` (what linear scalarization follows) and
 ``mu = g_joint / K``. Every stage returns coefficients ``c`` (K,) of a vector
 ``sum_k c_k h_k``, so the stages compose as functions of ``M``:
@@ -20,8 +20,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import hyperparams, solvers
-from came_grad_jax.weightings.base import Weighting, check_gram
+from came_grad_jax import _hyperparams as hyperparams
+from came_grad_jax._numerics import norm_of, safe_divide
+from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._cagrad import conflict_averse_direction
 
 Array = jax.Array
 
@@ -29,7 +31,7 @@ Array = jax.Array
 def joint_norm(gram: Array) -> Array:
   """``||g_joint|| = sqrt(1^T M 1)``, 0 where the tasks cancel to rounding noise."""
   gram = check_gram(gram)
-  return solvers.norm_of(gram, jnp.ones(gram.shape[0], gram.dtype))
+  return norm_of(gram, jnp.ones(gram.shape[0], gram.dtype))
 
 
 def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
@@ -37,7 +39,7 @@ def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
 
   ``u_rect = mu + lambda h_alpha*`` with ``lambda = rho ||mu|| / ||h_alpha*||``
   and ``alpha*`` the solution of the dual on the simplex
-  (:func:`came_grad_jax.solvers.conflict_averse_dual`). Returns
+  (CAGrad's dual with radius ``rho``, :func:`came_grad_jax.weightings.cagrad`). Returns
   ``a = 1/K + lambda alpha*`` so that ``u_rect = sum_k a_k h_k``. ``rho = 0``
   gives ``mu``; ``lambda = 0`` when ``h_alpha*`` vanishes (Pareto-stationary).
 
@@ -54,13 +56,7 @@ def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
     Array([0.5, 0.5], dtype=float32)
   """
   hyperparams.check_scalar("rho", rho, lower=0.0)
-  gram = check_gram(gram)
-  k = gram.shape[0]
-  alpha = solvers.conflict_averse_dual(gram, rho)
-  mu_norm = joint_norm(gram) / k
-  h_alpha_norm = solvers.norm_of(gram, alpha)
-  lam = jnp.where(h_alpha_norm > 0, rho * mu_norm / jnp.where(h_alpha_norm > 0, h_alpha_norm, 1.0), 0.0)
-  return jnp.full((k,), 1.0 / k, gram.dtype) + lam * alpha
+  return conflict_averse_direction(gram, rho)
 
 
 def inject_energy(gram: Array, coeffs: Array,
@@ -87,8 +83,7 @@ def inject_energy(gram: Array, coeffs: Array,
   hyperparams.check_scalar("kappa", kappa, lower=0.0, lower_open=True)
   gram = check_gram(gram)
   coeffs = jnp.asarray(coeffs, gram.dtype)
-  u_norm = solvers.norm_of(gram, coeffs)
-  s = jnp.where(u_norm > 0, kappa * joint_norm(gram) / jnp.where(u_norm > 0, u_norm, 1.0), 0.0)
+  s = safe_divide(kappa * joint_norm(gram), norm_of(gram, coeffs))
   return s * coeffs
 
 
