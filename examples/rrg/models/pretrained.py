@@ -88,11 +88,11 @@ def load_params(module: nnx.Module, path: str) -> None:
   if extra:
     raise ValueError(f"encoder checkpoint {path!r} has parameter(s) the encoder does not: "
                      f"{', '.join(extra[:5])} (another encoder configuration?)")
-  for key, want in expected.items():
-    got = found[prefix + key]
-    if got.shape != want.shape:
-      raise ValueError(f"encoder checkpoint {path!r}: parameter {prefix + key!r} has shape "
-                       f"{got.shape}, the model expects {want.shape}")
+  wrong = [f"{prefix + key!r} has shape {found[prefix + key].shape}, the model expects "
+           f"{want.shape}" for key, want in expected.items()
+           if found[prefix + key].shape != want.shape]
+  if wrong:
+    raise ValueError(f"encoder checkpoint {path!r}: parameter {'; '.join(wrong)}")
 
   def fill(tree, at=""):
     if isinstance(tree, dict):
