@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from came_grad_jax import weightings
+import came_grad_jax as cg
 from benchmarks import common, peers
 
 DEFAULT_TASKS = (2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -35,13 +35,11 @@ def conflicting_gram(num_tasks: int, seed: int = 0, dim: int = 256) -> np.ndarra
 
 
 def ours() -> dict[str, Any]:
-  out = {"came": weightings.came(0.5, 1.5, 0.2),
-         "cagrad": weightings.cagrad(CAGRAD_C, rescale=False)}
-  for name in ("mgda", "upgrad"):
-    make = getattr(weightings, name, None)
-    if make is not None:
-      out[name] = make()
-  return out
+  """The library's weightings timed here, built through its registry."""
+  return {"came": cg.get_method("came").weighting(0.5, 1.5, 0.2),
+          "cagrad": cg.get_method("cagrad").weighting(CAGRAD_C, rescale=False),
+          "mgda": cg.get_method("mgda").weighting(),
+          "upgrad": cg.get_method("upgrad").weighting()}
 
 
 def bench_case(num_tasks: int, repeats: int, min_time: float) -> dict[str, Any]:

@@ -28,13 +28,16 @@ import came_grad_jax as cg
 from examples.toy import problem
 
 #: The methods of the figure, each a factory of a K = 2 transformation.
-METHODS: dict[str, Callable[[], optax.GradientTransformation]] = {
-    "LS": lambda: cg.linear_scalarization(num_tasks=2),
-    "MGDA": lambda: cg.mgda(num_tasks=2),
-    "PCGrad": lambda: cg.pcgrad(seed=0, num_tasks=2),
-    "CAGrad": lambda: cg.cagrad(0.5, num_tasks=2),  # the paper's toy uses c = 0.5
-    "CAME-Grad": lambda: cg.came_grad(0.5, 1.5, 0.2, num_tasks=2),
+#: The methods of the paper's toy figure: registry name -> hyperparameters (the
+#: paper's toy uses CAGrad's c = 0.5). Built from the library's one registry.
+TOY_METHODS: dict[str, dict] = {
+    "ls": {}, "mgda": {}, "pcgrad": {}, "cagrad": {"c": 0.5},
+    "came": {"rho": 0.5, "kappa": 1.5, "nu": 0.2},
 }
+METHODS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    cg.get_method(name).title.replace("Linear scalarization", "LS"):
+        (lambda name=name, hp=hp: cg.make_method(name, **hp))
+    for name, hp in TOY_METHODS.items()}
 #: A final point counts as on the Pareto front when no grid point of the front
 #: improves both of its losses by more than this.
 FRONT_TOLERANCE = 0.05
