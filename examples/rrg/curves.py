@@ -33,8 +33,8 @@ def columns(history: Mapping[str, np.ndarray], tasks: Sequence[str]) -> dict[str
   """Named scalar series ``(S,)``: per-task series, pairwise cosines and scalar diagnostics."""
   k = len(tasks)
   out: dict[str, np.ndarray] = {}
-  for key, values in history.items():
-    values = np.asarray(values, np.float64)
+  for key in sorted(history, key=lambda name: name != "losses"):  # the losses first
+    values = np.asarray(history[key], np.float64)
     if key in _PER_TASK and values.ndim == 2 and values.shape[1] == k:
       for t, task in enumerate(tasks):
         out[f"{_PER_TASK[key]}/{task}"] = values[:, t]

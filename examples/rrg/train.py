@@ -28,7 +28,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -59,12 +59,14 @@ class Method:
       the gradient of the weighted loss, whose weights ``weighting`` computes (None: fixed).
     tx: the parameter update: ``chain(<method>, adamw)`` or ``adamw``.
     weighting: a ``came_grad_jax.loss_weighting.LossWeighting`` or None.
+    transformation: a gradient method's own transformation (``tx`` without AdamW) or None.
   """
 
   name: str
   kind: str
   tx: optax.GradientTransformation
   weighting: Any = None
+  transformation: optax.GradientTransformation | None = None
 
 
 def learning_rate(config) -> optax.Schedule:
@@ -114,7 +116,7 @@ def make_method(config, name: str | None = None) -> Method:
   made = registry.make_method(name, task_weights=config.task_weights,
                               num_tasks=len(config.tasks), key=0, **hparams)
   if registry.get_method(name).kind == "gradient":
-    return Method(name, "gradient", optax.chain(made, adamw))
+    return Method(name, "gradient", optax.chain(made, adamw), transformation=made)
   return Method(name, "loss", adamw, made)
 
 
@@ -262,32 +264,6 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
 
 
 # ------------------------------------------------------------------------------------------------
-# Data stream with a resumable position
-# ------------------------------------------------------------------------------------------------
-def batch_stream(split, batch_size: int, seed: int, start_step: int = 0) -> Iterator[dict]:
-  """Endless training batches; epoch ``e`` is shuffled by ``default_rng([seed, e])``.
-
-  The stream at step ``s`` depends only on ``(seed, s)``, so a run resumed from a checkpoint
-  at step ``s`` sees exactly the batches the uninterrupted run would have seen.
-  """
-  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
-
-  steps_per_epoch = split.images.shape[0] // batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(
-        f"batch_size={batch_size} is larger than the split ({split.images.shape[0]} examples)")
-  epoch, skip = divmod(start_step, steps_per_epoch)
-  while True:
-    it = input_pipeline.batches(split, batch_size, np.random.default_rng([seed, epoch]),
-                                drop_last=True)
-    for i, batch in enumerate(it):
-      if i >= skip:
-        yield batch
-    skip = 0
-    epoch += 1
-
-
-# ------------------------------------------------------------------------------------------------
 # One run: a method, a seed
 # ------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -356,6 +332,10 @@ def _load_params(model, params: dict) -> None:
   nnx.update(model, state)
 
 
+# Config fields that do not change a run's trajectory (a resumed run may differ in them).
+_BOOKKEEPING = frozenset({"name", "timing_steps", "bootstrap_samples", "ls_tune_grid"})
+
+
 def _evaluation_steps(config) -> set[int]:
   """Steps after which the val split is evaluated: every ``eval_every`` and the last."""
   return set(range(config.eval_every, config.num_steps + 1, config.eval_every)) | {
@@ -384,7 +364,7 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   """
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
-  from examples.rrg import curves  # pylint: disable=import-outside-toplevel
+  from examples.rrg import curves, input_pipeline  # pylint: disable=import-outside-toplevel
 
   splits, tokenizer = load_data(config) if data is None else data
   method = make_method(config) if method is None else method
@@ -401,12 +381,15 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
 
   start, history, train_time = 0, [], 0.0
   val_curve, best = [], None  # best: (val CE-F1, step, host parameters)
+  stream = input_pipeline.train_iterator(train_split, config.batch_size, config.seed)
   manager = None
   if config.checkpoint_every:
     from examples.rrg import checkpoint  # pylint: disable=import-outside-toplevel
     manager = checkpoint.manager(os.path.join(run_dir, "checkpoints"))
     best_manager = checkpoint.manager(os.path.join(run_dir, "checkpoints_best"), max_to_keep=1)
-    restored = checkpoint.restore(manager, model, optimizer)
+    ignore = checkpoint.BOOKKEEPING_FIELDS | _BOOKKEEPING
+    restored = checkpoint.restore(manager, model, optimizer, config=config,
+                                  data_iterator=stream, ignore=ignore)
     if restored is not None:
       start, train_time = restored["step"], restored["train_time"]
       history = [{k: np.asarray(v) for k, v in h.items()} for h in restored["history"]]
@@ -414,10 +397,9 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
       if restored["best_step"] is not None:
         holder = create_model(config, tokenizer, train_split, config.seed)
         checkpoint.restore(best_manager, holder, create_optimizer(config, holder, method),
-                           step=restored["best_step"])
+                           step=restored["best_step"], config=config, ignore=ignore)
         best = (restored["best_val"], restored["best_step"], _params(holder))
 
-  stream = batch_stream(train_split, config.batch_size, config.seed, start)
   eval_steps = _evaluation_steps(config)
   compile_time, eval_time = 0.0, 0.0
   bar = tqdm(range(start, config.num_steps), desc=config.run_name(), disable=not progress,
@@ -441,13 +423,15 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
       if best is None or score > best[0]:
         best = (score, step + 1, _params(model))
         if manager is not None:
-          checkpoint.save(best_manager, step + 1, model, optimizer, data_seed=config.seed)
+          checkpoint.save(best_manager, step + 1, model, optimizer, data_seed=config.seed,
+                          config=config)
       eval_time += time.perf_counter() - t_eval
       t0 = time.perf_counter()
     if manager is not None and ((step + 1) % config.checkpoint_every == 0
                                 or step + 1 == config.num_steps):
       history = jax.device_get(history)
-      checkpoint.save(manager, step + 1, model, optimizer, data_seed=config.seed, extra={
+      checkpoint.save(manager, step + 1, model, optimizer, data_seed=config.seed,
+                      config=config, data_iterator=stream, extra={
           "train_time": train_time, "val_curve": val_curve,
           "best_step": None if best is None else best[1],
           "best_val": None if best is None else best[0],
@@ -498,7 +482,9 @@ def time_per_step(config, method: Method, data: tuple[dict, Any], num_steps: int
   optimizer = create_optimizer(config, model, method)
   state = None if method.weighting is None else method.weighting.init(len(config.tasks))
   step_fn = step_function(config, method)
-  stream = batch_stream(splits["train"], config.batch_size, config.seed)
+  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
+
+  stream = input_pipeline.train_iterator(splits["train"], config.batch_size, config.seed)
   metrics, state = step_fn(model, optimizer, state, next(stream))
   jax.block_until_ready(metrics)
   batches = [next(stream) for _ in range(num_steps)]

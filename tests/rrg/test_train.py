@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 import came_grad_jax
-from examples.rrg import configs, train
+from examples.rrg import configs, input_pipeline, train
 
 # Everything runs at the shapes of the `smoke` config.
 SMOKE = configs.smoke()
@@ -30,7 +30,7 @@ def _model(seed=0, config=SMOKE):
 
 def _batch(seed=0):
   data, _ = _data()
-  return next(train.batch_stream(data["train"], SMOKE.batch_size, seed))
+  return next(input_pipeline.train_iterator(data["train"], SMOKE.batch_size, seed))
 
 
 # -- losses --------------------------------------------------------------------------------------
@@ -72,12 +72,16 @@ def test_task_losses_validation():
 
 # -- methods -------------------------------------------------------------------------------------
 def _close(a, b, rel=1e-5):
-  """Trees equal up to float32 rounding, relative to the norm of each leaf of ``b``."""
-  def leaf(x, y):
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    assert np.linalg.norm(x - y) <= rel * np.linalg.norm(y) + 1e-30, (
-        np.linalg.norm(x - y), np.linalg.norm(y))
-  jax.tree.map(leaf, a, b)
+  """Trees equal up to float32 rounding, relative to the norm of the tree ``b``.
+
+  Per leaf would be too strict: a leaf whose gradient is ~1e-9 (a parameter the loss barely
+  reaches) is all rounding noise, whatever the code path.
+  """
+  diff = [np.asarray(x, np.float64) - np.asarray(y, np.float64)
+          for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)]
+  norm = np.sqrt(sum(np.sum(np.asarray(y, np.float64) ** 2) for y in jax.tree.leaves(b)))
+  err = np.sqrt(sum(np.sum(d ** 2) for d in diff))
+  assert err <= rel * norm, (err, norm)
 
 
 def test_methods_come_from_the_registry():
@@ -88,6 +92,7 @@ def test_methods_come_from_the_registry():
     assert method.kind in ("gradient", "loss") and method.name == name
     assert isinstance(method.tx, optax.GradientTransformation)
     assert (method.weighting is None) == (method.kind == "gradient")
+    assert (method.transformation is None) == (method.kind == "loss")
   with pytest.raises(ValueError, match="unknown method"):
     train.make_method(SMOKE, "no_such_method")
 
@@ -122,12 +127,12 @@ def test_ls_equals_gradient_of_weighted_sum_and_came_is_a_reweighting():
   w = jnp.asarray(WEIGHTS)
   expected = weighted_grad(params, w)
 
-  method_tx = train.make_method(SMOKE, "ls").tx[0]  # the method before AdamW
+  method_tx = train.make_method(SMOKE, "ls").transformation  # the method before AdamW
   update, _ = jax.jit(method_tx.update)(task_grads, method_tx.init(params), params)
   _close(update, expected)
 
   # CAME-Grad returns sum_k c_k w_k g_k = grad of sum_k stop_gradient(c_k) w_k L_k.
-  method_tx = train.make_method(SMOKE, "came").tx[0]
+  method_tx = train.make_method(SMOKE, "came").transformation
   update, state = jax.jit(method_tx.update)(task_grads, method_tx.init(params), params)
   c = optax.tree_utils.tree_get(state, "diagnostics").coefficients
   assert not np.allclose(c, 1.0)  # a real reweighting, or this test proves nothing
@@ -143,7 +148,7 @@ def test_plain_ls_trainer_takes_the_same_step_as_ls_through_the_registry():
     method = train.make_method(SMOKE, name)
     sgd = optax.sgd(1.0)
     method = dataclasses.replace(
-        method, tx=optax.chain(method.tx[0], sgd) if method.kind == "gradient" else sgd)
+        method, tx=optax.chain(method.transformation, sgd) if method.kind == "gradient" else sgd)
     before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     optimizer = train.create_optimizer(SMOKE, model, method)
     metrics, _ = train.step_function(SMOKE, method)(model, optimizer, None, batch)
