@@ -45,8 +45,10 @@ class Split:
   labels: np.ndarray
   """int32 (N, 14): BLANK/POSITIVE/NEGATIVE/UNCERTAIN per CheXpert observation."""
   reports: list[str]
-  """Reference reports: the text the model is trained to produce, i.e. `tokens` decoded
-  (cleaned, cut to T - 2 words, out-of-vocabulary words as "<unk>")."""
+  """Reference reports. R2Gen data: the text the model is trained to produce, i.e. `tokens`
+  decoded (cleaned, cut to T - 2 words, out-of-vocabulary words as "<unk>"). Synthetic data:
+  the generated reports, which equal `tokens` decoded unless longer than T - 2 words (none is
+  at the default lengths; see `synthetic_dataset`)."""
   ids: list[str]
 
   def __post_init__(self):
