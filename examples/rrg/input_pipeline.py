@@ -23,12 +23,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from examples.rrg import r2gen, synthetic
 from examples.rrg.labeler import OBSERVATIONS, label_reports, load_labels_file
 from examples.rrg.tokenizer import Tokenizer, clean_report
+
+if TYPE_CHECKING:
+  import grain
 
 SPLITS = ("train", "val", "test")
 
@@ -213,7 +217,7 @@ def _allow_worker_processes() -> None:
     flags.FLAGS.mark_as_parsed()
 
 
-def train_dataset(split: Split, batch_size: int, seed: int):
+def train_dataset(split: Split, batch_size: int, seed: int) -> grain.MapDataset:
   """The endless training batches of `split` as a `grain.MapDataset`: element s is the batch
   of step s.
 
@@ -233,7 +237,8 @@ def train_dataset(split: Split, batch_size: int, seed: int):
 
 
 def train_iterator(split: Split, batch_size: int, seed: int, *, workers: int = 0,
-                   start_step: int = 0, read_threads: int = 2, prefetch: int = 2):
+                   start_step: int = 0, read_threads: int = 2,
+                   prefetch: int = 2) -> grain.DatasetIterator:
   """An endless iterator of training batches ``{"images", "tokens", "labels"}``.
 
   The batch at step s depends only on (`split`, `batch_size`, `seed`, s): see
