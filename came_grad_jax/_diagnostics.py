@@ -20,9 +20,9 @@ Array = jax.Array
 class Diagnostics(NamedTuple):
   """One step's diagnostics of a Gram-based multi-task update."""
 
-  cosine: Array
+  cosine: Array | None
   """(K, K) pairwise cosine similarities of the task gradients (0 for a zero gradient)."""
-  task_norms: Array
+  task_norms: Array | None
   """(K,) norms ``||h_k||`` of the task-weighted gradients."""
   drift_deg: Array
   """Angle in degrees between ``g_final`` and ``g_joint`` (0 if either is zero)."""
@@ -30,7 +30,7 @@ class Diagnostics(NamedTuple):
   """``||g_joint|| / sum_k ||h_k||``: 1 = no cancellation, 0 = full (1 if all zero)."""
   energy_gain: Array
   """``||g_final|| / ||g_joint||`` (kappa for CAME-Grad with nu = 0; 0 if g_joint = 0)."""
-  coefficients: Array
+  coefficients: Array | None
   """(K,) the coefficients ``c`` of the update."""
   min_inner: Array
   """``min_k <h_k, g_final>``: negative means the update conflicts with a task."""
@@ -98,5 +98,5 @@ def empty_diagnostics(num_tasks: int | None, dtype=jnp.float32) -> Diagnostics:
 
 def keep_like(new: Diagnostics, template: Diagnostics, dtype) -> Diagnostics:
   """``new`` cast to ``dtype``, with the fields that are None in ``template`` dropped."""
-  return Diagnostics(*(None if old is None else jnp.asarray(value).astype(dtype)
-                       for value, old in zip(new, template)))
+  return Diagnostics._make(None if old is None else jnp.asarray(value).astype(dtype)
+                           for value, old in zip(new, template))

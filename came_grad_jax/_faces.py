@@ -48,16 +48,16 @@ def _spd_solve(aug: Array, k: int) -> Array:
     factors = pivot_row[1:k - i] / pivot_row[0]  # A_ri / A_ii = A_ir / A_ii
     for r in range(i + 1, k):
       rows[r] = rows[r] - factors[r - i - 1] * pivot_row[r - i:]
-  solution = [None] * k
+  solution: dict[int, Array] = {}
   for i in reversed(range(k)):
     acc = rows[i][k - i:]
     for c in range(i + 1, k):
       acc = acc - rows[i][c - i] * solution[c]
     solution[i] = acc / rows[i][0]
-  return jnp.stack(solution)
+  return jnp.stack([solution[i] for i in range(k)])
 
 
-def face_candidates(gram: Array, b: Array, radius: Array,
+def face_candidates(gram: Array, b: Array, radius: jax.typing.ArrayLike,
                     supports: Array) -> tuple[Array, Array]:
   """Exact minimisers of ``<b, alpha> + r ||h_alpha||`` on F faces of the simplex at once.
 
@@ -153,23 +153,23 @@ def refine_support(value_and_grad, gram: Array, b: Array, radius: Array,
 
 
 def select_best(value_and_grad, alpha: Array, candidates: tuple[Array, ...],
-                tol: Array) -> Array:
+                tol: jax.typing.ArrayLike) -> Array:
   """Pick the final point among the iterate and the closed-form candidates.
 
   ``candidates`` are (K, N_i) arrays of points, one per column;
-  ``value_and_grad`` maps (K, N) columns to their N values and (K, N) gradients. Candidates outside the
-  simplex (beyond rounding) or non-finite are dropped. The objective alone
+  ``value_and_grad`` maps (K, N) columns to their N values and (K, N)
+  gradients. Candidates outside the simplex (beyond rounding) or non-finite are dropped. The objective alone
   cannot tell points apart that agree to ``sqrt(eps)`` (it is flat to second
   order there), so among the points whose objective is within ``tol`` of the
   lowest, the one with the smallest Frank-Wolfe gap (a stationarity
   certificate) wins.
   """
   slack = jnp.sqrt(jnp.finfo(alpha.dtype).eps)
-  candidates = jnp.concatenate([alpha[:, None], *candidates], axis=1)
+  columns = jnp.concatenate([alpha[:, None], *candidates], axis=1)
   # NaN fails both tests; an infinite entry makes the total fail.
-  ok = (task_min(candidates) >= -slack) & (jnp.abs(task_sum(candidates) - 1.0) <= slack)
-  candidates = jnp.where(ok, jnp.maximum(candidates, 0.0), alpha[:, None])
-  points = candidates / task_sum(candidates)
+  ok = (task_min(columns) >= -slack) & (jnp.abs(task_sum(columns) - 1.0) <= slack)
+  columns = jnp.where(ok, jnp.maximum(columns, 0.0), alpha[:, None])
+  points = columns / task_sum(columns)
   values, grads = value_and_grad(points)
   score = jnp.where(values <= jnp.min(values) + tol, frank_wolfe_gap(points, grads), jnp.inf)
   # The first index of the lowest score, as two plain min-reductions: XLA:CPU's

@@ -9,6 +9,8 @@ cross-device reduction is an all-reduce of K x K numbers.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import jax
@@ -220,7 +222,7 @@ def _merge(leaves: list[Array], dtype) -> Array:
   return jnp.concatenate(parts + [jnp.zeros((k, pad), dtype)], axis=1)
 
 
-def gram(stacked: PyTree, task_weights: Array | None = None) -> Array:
+def gram(stacked: PyTree, task_weights: jax.typing.ArrayLike | None = None) -> Array:
   """The Gram matrix ``M_ij = <h_i, h_j>`` of the task-weighted gradients.
 
   ``h_k = w_k g_k``; ``M = (w w^T) * sum_leaves G_leaf G_leaf^T``, accumulated in
@@ -245,7 +247,7 @@ def gram(stacked: PyTree, task_weights: Array | None = None) -> Array:
   if sum(is_small) > 1:
     small = [leaf for leaf, flag in zip(leaves, is_small) if flag]
     leaves = [leaf for leaf, flag in zip(leaves, is_small) if not flag] + [_merge(small, dtype)]
-  total = sum(_leaf_gram(leaf).astype(dtype) for leaf in leaves)
+  total = functools.reduce(operator.add, [_leaf_gram(leaf).astype(dtype) for leaf in leaves])
   if task_weights is None:
     return total
   w = jnp.asarray(task_weights, dtype)
@@ -277,7 +279,8 @@ def combine(stacked: PyTree, coeffs: Array) -> PyTree:
 def _scaled_sum(parts: list[Array], coeffs: Array) -> Array:
   """``sum_k coeffs_k parts[k]`` formed in float32 or wider, cast back to the parts' dtype."""
   dtype = compute_dtype(parts[0].dtype)
-  total = sum(c * part.astype(dtype) for c, part in zip(coeffs.astype(dtype), parts))
+  total = functools.reduce(
+      operator.add, [c * part.astype(dtype) for c, part in zip(coeffs.astype(dtype), parts)])
   return total.astype(parts[0].dtype)
 
 

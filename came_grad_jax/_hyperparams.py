@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 Array = jax.Array
-ScalarOrSchedule = Union[float, jax.typing.ArrayLike, Callable[[Array], Array]]
+ScalarOrSchedule = float | jax.typing.ArrayLike | Callable[[Array], Array]
 
 
 def _concrete(value) -> np.ndarray | None:
@@ -49,7 +49,7 @@ def check_scalar(name: str, value: ScalarOrSchedule, *, lower: float,
 
 def resolve(value: ScalarOrSchedule, count: Array) -> Array:
   """The value of a hyperparameter at step ``count`` (calls a schedule)."""
-  return value(count) if callable(value) else value
+  return jnp.asarray(value(count) if callable(value) else value)
 
 
 def check_task_weights(task_weights, num_tasks: int | None = None):

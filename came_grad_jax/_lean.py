@@ -49,7 +49,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -157,6 +158,7 @@ def lean_value_and_grad(
       chunk = [jax.tree_util.tree_leaves(stacked)[i] for i in group]
       part = gram(chunk)
       m = part if m is None else m + part.astype(m.dtype)
+    assert m is not None  # at least one chunk
     weights = _task_weights(task_weights, k, m.dtype)
     m = m * jnp.outer(weights, weights)
     coeffs, cotangent = _coefficients(weighting, m, weights, losses)
@@ -226,6 +228,7 @@ def representation_value_and_grad(
     k = losses.shape[0]
     rep_grads = stack_trees([g[1] for g in grads_list])
     m = gram(rep_grads)
+    assert m is not None  # at least one chunk
     weights = _task_weights(task_weights, k, m.dtype)
     m = m * jnp.outer(weights, weights)
     coeffs, cotangent = _coefficients(weighting, m, weights, losses)

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +60,7 @@ def minimize_on_simplex(
     x0: Array,
     *,
     lipschitz0: Array | float = 1.0,
-    gap_tol: Array | float,
+    gap_tol: jax.typing.ArrayLike,
     gap_rtol: Array | float = 0.0,
     max_iter: int = 500,
 ) -> Array:

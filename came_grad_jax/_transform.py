@@ -11,7 +11,8 @@ updates carry a leading axis that the transformation reduces.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,12 @@ import numpy as np
 import optax
 
 from came_grad_jax import _hyperparams as hyperparams
-from came_grad_jax._diagnostics import (Diagnostics, compute_diagnostics, empty_diagnostics,
-                                        keep_like)
+from came_grad_jax._diagnostics import (
+  Diagnostics,
+  compute_diagnostics,
+  empty_diagnostics,
+  keep_like,
+)
 from came_grad_jax._gram import combine, gram, num_tasks_of
 from came_grad_jax._numerics import compute_dtype
 from came_grad_jax.weightings import AnyWeighting, StatefulWeighting, as_stateful, came
@@ -42,8 +47,7 @@ class AggregateState(NamedTuple):
 def resolve_num_tasks(task_weights, num_tasks) -> int | None:
   """K when it is known at construction (from ``task_weights`` or ``num_tasks``), else None."""
   if num_tasks is not None:
-    if isinstance(num_tasks, jax.core.Tracer) or (
-        isinstance(num_tasks, jax.Array) and not isinstance(num_tasks, (bool, np.bool_))):
+    if isinstance(num_tasks, jax.Array):
       raise TypeError(
           "num_tasks must be a static Python int, got an array; under "
           "optax.inject_hyperparams pass static_args=('num_tasks',)")
@@ -122,7 +126,7 @@ def _weighted_aggregate(
   # Fails here, not at the first update, for a weighting whose state needs K.
   weighting_at(jnp.zeros([], jnp.int32)).init(k_static)
 
-  def init_fn(params):
+  def init_fn(params: optax.Params) -> Any:
     return AggregateState(
         count=jnp.zeros([], jnp.int32),
         weighting_state=weighting_at(jnp.zeros([], jnp.int32)).init(k_static),
@@ -142,7 +146,7 @@ def _weighted_aggregate(
     out = combine(updates, coeffs * jnp.asarray(weights, m.dtype))
     diag_dtype = state.diagnostics.drift_deg.dtype
     diagnostics = keep_like(compute_diagnostics(m, coeffs), state.diagnostics, diag_dtype)
-    new_state = AggregateState(optax.safe_increment(state.count), weighting_state,
+    new_state = AggregateState(jnp.asarray(optax.safe_increment(state.count)), weighting_state,
                                diagnostics)
     # Non-finite gradients propagate to the update (for optax.apply_if_finite
     # downstream to reject), but never into the state. A Gram matrix that over-

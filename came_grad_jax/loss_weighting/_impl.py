@@ -19,7 +19,8 @@ arrays.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,7 +77,7 @@ def _step(optimizer: optax.GradientTransformation, grad: Array, params: Array,
           opt_state: Any) -> tuple[Array, Any]:
   """One step of ``optimizer`` on a small parameter vector."""
   updates, opt_state = optimizer.update(grad, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state
+  return jnp.asarray(optax.apply_updates(params, updates)), opt_state
 
 
 class UncertaintyState(NamedTuple):
@@ -171,7 +172,7 @@ def dwa(temperature: float = 2.0) -> LossWeighting:
     ratio = safe_divide(state.previous, denom, 1.0, where=denom != 0)
     weights = jnp.where(state.count >= 2, k * jax.nn.softmax(ratio / temperature), 1.0)
     new = DWAState(losses.astype(state.previous.dtype), state.previous,
-                   optax.safe_increment(state.count))
+                   jnp.asarray(optax.safe_increment(state.count)))
     return weights, new
 
   return LossWeighting(init, _guarded(update))
@@ -239,6 +240,6 @@ def famo(optimizer: optax.GradientTransformation | None = None,
                                      (logits, opt_state), (state.logits, state.opt_state))
     inverse = jax.nn.softmax(logits) / (losses + eps)
     return inverse / jnp.sum(inverse), FAMOState(logits, opt_state, losses,
-                                                  optax.safe_increment(state.count))
+                                                  jnp.asarray(optax.safe_increment(state.count)))
 
   return LossWeighting(init, _guarded(update, positive=True))

@@ -10,7 +10,8 @@ turns either into the stateful form that the transformations use.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,15 +25,17 @@ class StatefulWeighting(NamedTuple):
   """A weighting that carries state between steps.
 
   Attributes:
-    init: ``num_tasks -> state``; the state is a pytree of arrays.
+    init: ``num_tasks -> state``; the state is a pytree of arrays. ``num_tasks``
+      is None when K is unknown until the first update: a weighting whose
+      state needs K raises then, saying so.
     apply: ``(gram, state) -> (coefficients, new_state)``.
   """
 
-  init: Callable[[int], Any]
+  init: Callable[[int | None], Any]
   apply: Callable[[Array, Any], tuple[Array, Any]]
 
 
-AnyWeighting = Union[Weighting, StatefulWeighting]
+AnyWeighting = Weighting | StatefulWeighting
 
 
 class EmptyState(NamedTuple):

@@ -34,7 +34,7 @@ def joint_norm(gram: Array) -> Array:
   return norm_of(gram, jnp.ones(gram.shape[0], gram.dtype))
 
 
-def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
+def rectify(gram: Array, rho: jax.typing.ArrayLike) -> Array:
   """S1, conflict-averse direction rectification: coefficients of ``u_rect``.
 
   ``u_rect = mu + lambda h_alpha*`` with ``lambda = rho ||mu|| / ||h_alpha*||``
@@ -60,7 +60,7 @@ def rectify(gram: Array, rho: hyperparams.ScalarOrSchedule) -> Array:
 
 
 def inject_energy(gram: Array, coeffs: Array,
-                  kappa: hyperparams.ScalarOrSchedule) -> Array:
+                  kappa: jax.typing.ArrayLike) -> Array:
   """S2, magnitude-enhanced energy injection: coefficients of ``u_en``.
 
   ``u_en = s u`` with ``s = kappa ||g_joint|| / ||u||``, ``u = sum_k a_k h_k``
@@ -83,11 +83,11 @@ def inject_energy(gram: Array, coeffs: Array,
   hyperparams.check_scalar("kappa", kappa, lower=0.0, lower_open=True)
   gram = check_gram(gram)
   coeffs = jnp.asarray(coeffs, gram.dtype)
-  s = safe_divide(kappa * joint_norm(gram), norm_of(gram, coeffs))
+  s = safe_divide(jnp.asarray(kappa, gram.dtype) * joint_norm(gram), norm_of(gram, coeffs))
   return s * coeffs
 
 
-def fuse(coeffs: Array, nu: hyperparams.ScalarOrSchedule) -> Array:
+def fuse(coeffs: Array, nu: jax.typing.ArrayLike) -> Array:
   """S3, adaptive gradient fusion: ``g_final = (1 - nu) u_en + nu g_joint``.
 
   In coefficients: ``c = (1 - nu) coeffs + nu 1``.
@@ -102,10 +102,12 @@ def fuse(coeffs: Array, nu: hyperparams.ScalarOrSchedule) -> Array:
   """
   hyperparams.check_scalar("nu", nu, lower=0.0, upper=1.0)
   coeffs = jnp.asarray(coeffs)
+  nu = jnp.asarray(nu, coeffs.dtype)
   return (1.0 - nu) * coeffs + nu * jnp.ones_like(coeffs)
 
 
-def came(rho: float = 0.5, kappa: float = 1.5, nu: float = 0.2) -> Weighting:
+def came(rho: jax.typing.ArrayLike = 0.5, kappa: jax.typing.ArrayLike = 1.5,
+         nu: jax.typing.ArrayLike = 0.2) -> Weighting:
   """CAME-Grad's weighting: ``c = fuse(inject_energy(rectify(M, rho), kappa), nu)``.
 
   ``g_final = sum_k c_k h_k`` with ``c = (1 - nu) s a + nu 1``,

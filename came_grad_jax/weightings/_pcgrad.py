@@ -13,15 +13,16 @@ orders come from a PRNG key carried in the weighting's state.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import _hyperparams as hyperparams, _numerics as numerics
-from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import safe_divide
 from came_grad_jax._random import as_key
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram
 
 Array = jax.Array
 
@@ -107,7 +108,7 @@ def pcgrad(key: jax.Array | int = 0) -> StatefulWeighting:
   """
   key = as_key(key)
 
-  def init(num_tasks: int) -> PCGradState:
+  def init(num_tasks: int | None) -> PCGradState:
     del num_tasks
     return PCGradState(key)
 
