@@ -104,6 +104,17 @@ def test_resize_keeps_sixteen_bit_precision(tmp_path):
   assert _close(out[:, 0], np.full(4, 30000 / 65535)) and _close(out[:, -1], np.full(4, 30100 / 65535))
 
 
+def test_large_jpeg_decoded_at_reduced_scale_matches_full_decode(tmp_path):
+  y, x = np.mgrid[0:480, 0:400]
+  pixels = (127 + 100 * np.sin(x / 37.0) * np.cos(y / 53.0)).astype(np.uint8)
+  _save(pixels, tmp_path / "big.jpg", quality=95)
+  out = r2gen.load_image(tmp_path / "big.jpg", 32)  # decoded at 1/8 scale: 60 x 50
+  with Image.open(tmp_path / "big.jpg") as image:
+    full = np.asarray(image, np.float32) / 255
+  reference = np.asarray(Image.fromarray(full).resize((32, 32), Image.Resampling.BILINEAR))
+  assert out.shape == (32, 32) and _close(out, reference, rtol=0.02)
+
+
 def test_corrupt_and_missing_images_name_study_and_path(tmp_path):
   good = tmp_path / "good.png"
   _save((np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64), good)
