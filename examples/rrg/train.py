@@ -39,11 +39,18 @@ from flax import nnx
 
 import came_grad_jax as cg
 from examples.rrg import models
-# Moved to tasks.py and decode.py; imported here for this module and its callers.
 from examples.rrg.decode import greedy_decode
-from examples.rrg.tasks import (BOS_ID, EOS_ID, PAD_ID, TASKS, alignment_loss,  # noqa: F401
-                                classification_loss, nll_loss, task_loss_terms, task_losses)
-
+from examples.rrg.tasks import (  # noqa: F401  (moved to tasks.py; kept importable here)
+  BOS_ID,
+  EOS_ID,
+  PAD_ID,
+  TASKS,
+  alignment_loss,
+  classification_loss,
+  nll_loss,
+  task_loss_terms,
+  task_losses,
+)
 
 
 # ------------------------------------------------------------------------------------------------
