@@ -19,7 +19,7 @@ SMALL = models.ModelConfig(vocab_size=12, max_len=8, image_size=16, channels=(4,
                            num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8, rm_dim=8)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(backbone, cfg=TINY, seed=0):
   model = models.build_model(cfg, backbone, rngs=nnx.Rngs(seed))
   # Sharper next-token distributions than at initialisation, so that the search matters.

@@ -82,12 +82,12 @@ def load_params(module: nnx.Module, path: str) -> None:
   prefix = _prefix_of(list(expected), found, path)
   missing = [k for k in expected if prefix + k not in found]
   if missing:
-    raise ValueError(f"encoder checkpoint {path!r} lacks parameter(s) "
+    raise ValueError(f"encoder checkpoint {path!r} lacks {len(missing)} parameter(s): "
                      f"{', '.join(prefix + k for k in missing[:5])}")
   extra = sorted(k for k in found if k.startswith(prefix) and k[len(prefix):] not in expected)
   if extra:
-    raise ValueError(f"encoder checkpoint {path!r} has parameter(s) the encoder does not: "
-                     f"{', '.join(extra[:5])} (another encoder configuration?)")
+    raise ValueError(f"encoder checkpoint {path!r} has {len(extra)} parameter(s) the encoder "
+                     f"does not: {', '.join(extra[:5])} (another encoder configuration?)")
   wrong = [f"{prefix + key!r} has shape {found[prefix + key].shape}, the model expects "
            f"{want.shape}" for key, want in expected.items()
            if found[prefix + key].shape != want.shape]
