@@ -311,6 +311,8 @@ def test_missing_files_are_named(tmp_path):
   splits["test"].images[0]
   with pytest.raises(FileNotFoundError, match=r"study 'CXRtest1_IM-0001'.*CXRtest1_IM-0001.1\.png"):
     splits["test"].images[1]
+  with pytest.raises(FileNotFoundError, match=r"study 'CXRtest1_IM-0001'"):
+    splits["test"].images[0:2]  # read by threads: the error still comes through
 
 
 def test_unreadable_image_and_unknown_dataset(tmp_path):
@@ -325,16 +327,22 @@ def test_unreadable_image_and_unknown_dataset(tmp_path):
 
 def test_image_files_indexing(tmp_path):
   ann_path, image_dir = _write_dataset(tmp_path)
-  files = r2gen.ImageFiles(r2gen.read_annotation(ann_path)["train"], image_dir, 4)
+  records = r2gen.read_annotation(ann_path)["train"]
+  files = r2gen.ImageFiles(records, image_dir, 4, threads=3)
   assert len(files) == 3 and files.shape == (3, 2, 4, 4, 1) and files.ndim == 5
   every = files[:]
   assert every.shape == (3, 2, 4, 4, 1)
+  serial = r2gen.ImageFiles(records, image_dir, 4, threads=1)
+  np.testing.assert_array_equal(serial[:], every)  # threads read the same studies in order
+  assert _close(every[:, 1, 0, 0, 0], (40 + np.arange(3)) / 255)
   assert _close(files[-1], every[2]) and _close(files[[2, 0]], every[[2, 0]])
   assert _close(files[np.array([False, True, True])], every[1:])
   assert _close(files[1, 1], every[1, 1]) and _close(files[0:2, 1], every[0:2, 1])
   assert files[2:2].shape == (0, 2, 4, 4, 1)
   with pytest.raises(IndexError, match="out of range"):
     files[3]
+  with pytest.raises(IndexError, match="out of range"):
+    files[[0, -4]]
   with pytest.raises(TypeError, match="integers"):
     files[np.array([0.5])]
 
