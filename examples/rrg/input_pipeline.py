@@ -251,8 +251,10 @@ def train_iterator(split: Split, batch_size: int, seed: int, *, workers: int = 0
     split: the training split.
     batch_size: examples per batch.
     seed: shuffling seed.
-    workers: worker processes that read and batch (0: threads of this process). A state
-      saved with one number of workers restores only into an iterator with the same number.
+    workers: worker processes that read and batch (0: threads of this process). They are
+      started by spawning, so a script that uses them needs an ``if __name__ == "__main__":``
+      guard; close the iterator (``it.close()``) when done with it. A state saved with one
+      number of workers restores only into an iterator with the same number.
     start_step: the first batch to yield (to resume by step count when no iterator state was
       saved; do not combine with `set_state`).
     read_threads: threads reading batches ahead (in each worker, if any).
