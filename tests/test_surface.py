@@ -1,0 +1,219 @@
+"""What a user meets first: factories without K, donation, NaN handling, clear errors.
+
+Each test is one of the faults an adversarial probe found (issue 9), turned into
+the behaviour the library now guarantees.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import came_grad_jax as cg
+
+PARAMS = {"w": jnp.zeros(3)}
+G = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])}
+
+
+def test_paper_defaults_as_the_paper_writes_them():
+  """``came_grad()`` and ``inject_hyperparams(came_grad)(rho, kappa, nu)`` work with no K."""
+  for tx in (cg.came_grad(), cg.mgda(), cg.upgrad(), cg.cagrad(c=0.5),
+             optax.inject_hyperparams(cg.came_grad)(rho=0.5, kappa=1.5, nu=0.2)):
+    out, state = jax.jit(tx.update)(G, tx.init(PARAMS), PARAMS)
+    assert out["w"].shape == (3,) and np.all(np.isfinite(out["w"]))
+  # Injected hyperparameters are honoured: nu = 1 is linear scalarization.
+  tx = optax.inject_hyperparams(cg.came_grad)(rho=0.5, kappa=1.5, nu=1.0)
+  out, _ = jax.jit(tx.update)(G, tx.init(PARAMS), PARAMS)
+  joint = np.asarray(G["w"]).sum(0)
+  assert np.linalg.norm(out["w"] - joint) <= 1e-6 * np.linalg.norm(joint)
+
+
+def test_diagnostics_with_and_without_k():
+  known = cg.came_grad(num_tasks=2)
+  _, state = known.update(G, known.init(PARAMS))
+  assert state.diagnostics.coefficients.shape == (2,)
+  assert state.diagnostics.cosine.shape == (2, 2)
+  unknown = cg.came_grad()
+  _, state2 = unknown.update(G, unknown.init(PARAMS))
+  assert state2.diagnostics.coefficients is None and state2.diagnostics.cosine is None
+  for field in ("drift_deg", "diffusion_decay", "energy_gain", "min_inner"):
+    a, b = getattr(state.diagnostics, field), getattr(state2.diagnostics, field)
+    assert abs(float(a) - float(b)) <= 1e-6 * (1 + abs(float(a))), field
+
+
+def test_inject_hyperparams_with_num_tasks_points_to_static_args():
+  with pytest.raises(TypeError, match="static_args"):
+    optax.inject_hyperparams(cg.came_grad)(rho=0.5, num_tasks=2).init(PARAMS)
+  tx = optax.inject_hyperparams(cg.came_grad, static_args=("num_tasks",))(rho=0.5, num_tasks=2)
+  jax.jit(tx.update)(G, tx.init(PARAMS), PARAMS)
+
+
+@pytest.mark.parametrize("name", [n for n in cg.method_names("gradient")])
+def test_state_can_be_donated(name):
+  """Every field of the initial state is its own buffer (the standard donated train step)."""
+  tx = cg.make_method(name, num_tasks=2)
+  state = tx.init(PARAMS)
+  leaves = jax.tree.leaves(jax.jit(lambda s: s, donate_argnums=0)(state))
+  assert len(leaves) == len(jax.tree.leaves(tx.init(PARAMS)))
+
+
+def test_loss_weighting_state_can_be_donated():
+  for name in cg.method_names("loss"):
+    lw = cg.make_method(name)
+    jax.jit(lambda s: s, donate_argnums=0)(lw.init(2))
+
+
+@pytest.mark.parametrize("name", [n for n in cg.method_names("gradient")])
+def test_non_finite_gradients_reach_the_update_under_jit(name):
+  g = {"w": jnp.array([[1.0, 2.0, jnp.nan], [3.0, -1.0, 1.0]])}
+  tx = cg.make_method(name, num_tasks=2)
+  state = tx.init(PARAMS)
+  out, new_state = jax.jit(tx.update)(g, state, PARAMS)
+  assert not np.all(np.isfinite(out["w"]))
+  # The state did not absorb the NaN: the next finite step is finite.
+  out2, _ = jax.jit(tx.update)(G, new_state, PARAMS)
+  assert np.all(np.isfinite(out2["w"]))
+  # And apply_if_finite skips the bad step.
+  safe = optax.apply_if_finite(optax.chain(tx, optax.sgd(0.1)), max_consecutive_errors=3)
+  s = safe.init(PARAMS)
+  u, s = jax.jit(safe.update)(g, s, PARAMS)
+  assert np.all(np.asarray(u["w"]) == 0) and int(s.notfinite_count) == 1
+
+
+@pytest.mark.parametrize("name", ["uncertainty", "dwa", "famo"])
+def test_a_nan_loss_does_not_poison_loss_weightings(name):
+  lw = cg.make_method(name)
+  state = lw.init(2)
+  ref_state = state
+  weights, state = lw.update(jnp.array([jnp.nan, 1.0]), state)
+  assert np.all(np.isnan(weights))
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state)):
+    np.testing.assert_array_equal(a, b)  # the state did not move
+  weights, _ = lw.update(jnp.array([1.0, 2.0]), state)
+  assert np.all(np.isfinite(weights))
+
+
+def test_famo_refuses_non_positive_losses_by_skipping():
+  lw = cg.make_method("famo")
+  weights, state = lw.update(jnp.array([-1.0, 2.0]), lw.init(2))
+  assert np.all(np.isnan(weights))
+  assert int(state.count) == 0
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-21])
+def test_gram_over_or_underflow_skips_the_step(scale):
+  """Finite gradients whose Gram matrix leaves float32's range give a NaN update, not a wrong one."""
+  g = {"w": jnp.array([[1.0, 2.0, 0.5], [1.0, -3.0, 0.1]]) * scale}
+  tx = cg.came_grad()
+  state = tx.init(PARAMS)
+  out, new_state = jax.jit(tx.update)(g, state, PARAMS)
+  assert np.all(np.isnan(out["w"]))
+  assert int(new_state.count) == 0
+  # In range, the same gradients give CAME-Grad's update (scaled): the guard does not fire.
+  out1, _ = jax.jit(tx.update)({"w": g["w"] / scale}, state, PARAMS)
+  assert np.all(np.isfinite(out1["w"]))
+
+
+def test_exact_zero_task_gradient_is_not_an_underflow():
+  g = {"w": jnp.array([[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]])}
+  tx = cg.came_grad()
+  out, state = jax.jit(tx.update)(g, tx.init(PARAMS), PARAMS)
+  assert np.all(np.isfinite(out["w"])) and int(state.count) == 1
+
+
+def test_grad_through_the_dual_k3_raises_and_k2_matches_finite_differences():
+  tx = cg.came_grad()
+  state = tx.init(jnp.zeros(7))
+  f = lambda g: jnp.sum(jnp.sin(tx.update(g, state, jnp.zeros(7))[0]))
+  g3 = jax.random.normal(jax.random.key(5), (3, 7))
+  with pytest.raises(NotImplementedError, match="K = 2"):
+    jax.grad(f)(g3)
+  with jax.enable_x64(True):
+    g2 = np.asarray(jax.random.normal(jax.random.key(5), (2, 7)), np.float64)
+    grad = np.asarray(jax.grad(f)(jnp.asarray(g2)))
+    direction = np.random.default_rng(0).normal(size=g2.shape)
+    eps = 1e-6
+    fd = (f(jnp.asarray(g2 + eps * direction)) - f(jnp.asarray(g2 - eps * direction))) / (2 * eps)
+    assert abs(float(fd) - np.sum(grad * direction)) <= 1e-5 * (1 + abs(float(fd)))
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ([], ValueError, "non-empty"),
+    ([1j, 2.0], TypeError, "real numbers"),
+    ("ab", TypeError, "task_weights"),
+    ([True, False], TypeError, "real numbers"),
+    ([1.0, -1.0], ValueError, ">= 0"),
+    ([[1.0, 2.0]], ValueError, "vector"),
+])
+def test_task_weights_are_validated_at_construction(bad, error, match):
+  with pytest.raises(error, match=match):
+    cg.came_grad(task_weights=bad)
+
+
+def test_task_weights_are_copied():
+  weights = [1.0, 4.0]
+  tx = cg.came_grad(task_weights=weights)
+  weights[1] = -5.0  # mutating the caller's list afterwards changes nothing
+  out, _ = tx.update(G, tx.init(PARAMS))
+  assert np.all(np.isfinite(out["w"]))
+  np.testing.assert_allclose(np.asarray(tx.update(G, tx.init(PARAMS))[0]["w"]),
+                             np.asarray(cg.came_grad(task_weights=[1.0, 4.0]).update(
+                                 G, tx.init(PARAMS))[0]["w"]))
+
+
+def test_num_tasks_accepts_numpy_ints_and_refuses_others():
+  cg.came_grad(num_tasks=np.int64(2))
+  for bad in (0, 2.5, True):
+    with pytest.raises(ValueError, match="num_tasks"):
+      cg.came_grad(num_tasks=bad)
+  with pytest.raises(ValueError, match="K = 3"):
+    cg.came_grad(num_tasks=3).update(G, cg.came_grad(num_tasks=3).init(PARAMS))
+
+
+def test_keys_are_checked_where_they_are_passed():
+  with pytest.raises(TypeError, match="key"):
+    cg.pcgrad(key=1.5)
+  with pytest.raises(ValueError, match="key"):
+    cg.graddrop(key=-1)
+  typed = cg.pcgrad(key=jax.random.key(3)).init(PARAMS)
+  legacy = cg.pcgrad(key=jax.random.PRNGKey(3)).init(PARAMS)
+  seeded = cg.pcgrad(key=3).init(PARAMS)
+  for state in (typed, legacy):
+    np.testing.assert_array_equal(jax.random.key_data(state.weighting_state.key),
+                                  jax.random.key_data(seeded.weighting_state.key))
+
+
+def test_params_shaped_updates_are_refused_when_params_are_given():
+  tx = cg.came_grad()
+  params = {"a": jnp.zeros(3), "b": jnp.zeros(3)}
+  with pytest.raises(ValueError, match="leading task axis"):
+    tx.update({"a": jnp.ones(3), "b": jnp.ones(3)}, tx.init(params), params)
+
+
+def test_value_and_task_grads_with_no_losses_is_a_clear_error():
+  for vectorize in (True, False):
+    with pytest.raises(ValueError, match="no losses"):
+      cg.value_and_task_grads(lambda p: jnp.zeros((0,)) * p[0], vectorize=vectorize)(jnp.ones(2))
+
+
+def test_multisteps_goes_after_the_aggregation():
+  """The supported placement: aggregate each micro-batch, then MultiSteps averages the updates.
+
+  ``MultiSteps(chain(came_grad, adamw))`` cannot work (its accumulator is
+  params-shaped while the inputs are stacked); the error says where to put it.
+  """
+  every = 3
+  tx = optax.chain(cg.came_grad(), optax.MultiSteps(optax.sgd(1.0), every))
+  state = tx.init(PARAMS)
+  params = PARAMS
+  batches = [G, {"w": G["w"] * 2.0}, {"w": -G["w"][::-1]}]
+  for g in batches:
+    updates, state = jax.jit(tx.update)(g, state, params)
+    params = optax.apply_updates(params, updates)
+  single = cg.came_grad()
+  want = -sum(single.update(g, single.init(PARAMS))[0]["w"] for g in batches) / every
+  np.testing.assert_allclose(params["w"], want, rtol=1e-5, atol=1e-6 * float(jnp.abs(want).max()))
+  wrong = optax.MultiSteps(optax.chain(cg.came_grad(), optax.sgd(1.0)), every)
+  with pytest.raises(ValueError, match="MultiSteps"):
+    wrong.update(G, wrong.init(PARAMS), PARAMS)
