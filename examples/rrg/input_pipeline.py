@@ -222,7 +222,9 @@ def train_dataset(split: Split, batch_size: int, seed: int) -> grain.MapDataset:
   of step s.
 
   Studies are shuffled with a seed derived from `seed`, in a new order every epoch; batches run
-  across epoch boundaries, so every study is seen once per epoch.
+  across epoch boundaries, so every study is seen once per epoch. The stream of studies does
+  not depend on `batch_size`: batch s holds studies ``s * batch_size ... (s + 1) * batch_size
+  - 1`` of ``train_dataset(split, 1, seed)`` (which `sharding.local_batches` relies on).
   """
   import grain  # pylint: disable=import-outside-toplevel
 

@@ -63,6 +63,14 @@ def test_every_epoch_is_a_new_permutation():
   assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
 
 
+def test_stream_of_studies_does_not_depend_on_the_batch_size():
+  split = _indexed_split(10)
+  ones = input_pipeline.train_dataset(split, 1, seed=4)
+  threes = input_pipeline.train_dataset(split, 3, seed=4)
+  for step in range(7):  # across three epochs
+    assert _studies(threes[step]) == sum((_studies(ones[3 * step + i]) for i in range(3)), [])
+
+
 def test_order_depends_on_the_seed_only():
   split = _indexed_split(16)
   first = [_studies(b) for b in _take(train_iterator(split, 4, seed=7), 8)]
