@@ -130,7 +130,7 @@ def beam_search(model: ReportModel, images: jax.Array, *, max_len: int,
     >>> from examples.rrg import models
     >>> cfg = models.ModelConfig(vocab_size=16, max_len=8, image_size=16, channels=(4, 8),
     ...                          d_model=16, num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8)
-    >>> model = models.build_model(cfg, "encdec", rngs=nnx.Rngs(0))
+    >>> model = models.build_model(cfg, "encoder_decoder", rngs=nnx.Rngs(0))
     >>> beam_search(model, jnp.zeros((2, 1, 16, 16, 1)), max_len=8, beam_size=3).shape
     (2, 8)
   """

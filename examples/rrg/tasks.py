@@ -72,7 +72,7 @@ def task_loss_terms(model: ReportModel, batch: dict, tasks: Sequence[str] = TASK
     >>> from examples.rrg import models
     >>> cfg = models.ModelConfig(vocab_size=16, max_len=8, image_size=16, channels=(4, 8),
     ...                          d_model=16, num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8)
-    >>> model = models.build_model(cfg, "encdec", rngs=nnx.Rngs(0))
+    >>> model = models.build_model(cfg, "encoder_decoder", rngs=nnx.Rngs(0))
     >>> batch = {"images": jnp.zeros((2, 1, 16, 16, 1)), "tokens": jnp.ones((2, 8), jnp.int32),
     ...          "labels": jnp.zeros((2, 14), jnp.int32)}
     >>> len(task_loss_terms(model, batch, ("nll", "cls")))

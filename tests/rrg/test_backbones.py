@@ -89,11 +89,11 @@ def test_promptmrg_report_loss_reaches_the_classifier():
     return grads.cls_out.kernel[...]
 
   assert float(jnp.linalg.norm(cls_head_grad(_model("promptmrg")))) > 1e-6
-  assert float(jnp.linalg.norm(cls_head_grad(_model("encdec")))) == 0.0
+  assert float(jnp.linalg.norm(cls_head_grad(_model("encoder_decoder")))) == 0.0
 
 
 def test_resnet_encoder_shapes_and_zero_init_residuals():
-  model = _model("encdec", "resnet")
+  model = _model("encoder_decoder", "resnet")
   batch = _batch()
   tokens, pooled = nnx.jit(lambda m, x: m.encode_images(x))(model, batch["images"])
   assert tokens.shape == (4, TINY.num_views * TINY.grid_size**2, TINY.d_model)
@@ -108,7 +108,7 @@ def test_unknown_names_are_clear_errors():
   with pytest.raises(ValueError, match="backbone 'r2genn'"):
     models.build_model(TINY, "r2genn", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="encoder 'vit'"):
-    models.build_model(dataclasses.replace(TINY, encoder="vit"), "encdec", rngs=nnx.Rngs(0))
+    models.build_model(dataclasses.replace(TINY, encoder="vit"), "encoder_decoder", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="rm_dim"):
     dataclasses.replace(TINY, rm_dim=9, rm_num_heads=2)
 
@@ -144,7 +144,7 @@ def _encoder_params(model):
 
 @pytest.mark.parametrize("fmt", ["npz", "orbax"])
 def test_encoder_loads_from_a_local_checkpoint(tmp_path, fmt):
-  source = _model("encdec", "resnet", seed=5)
+  source = _model("encoder_decoder", "resnet", seed=5)
   path = str(tmp_path / ("encoder.npz" if fmt == "npz" else "encoder_ckpt"))
   models.save_params(source.encoder, path)
   cfg = dataclasses.replace(TINY, encoder="resnet", encoder_checkpoint=path)
@@ -158,7 +158,7 @@ def test_encoder_loads_from_a_local_checkpoint(tmp_path, fmt):
 
 
 def test_encoder_checkpoint_under_a_prefix_and_errors(tmp_path):
-  source = _model("encdec", "cnn", seed=7)
+  source = _model("encoder_decoder", "cnn", seed=7)
   # A whole-model save: the encoder's parameters sit under "encoder/".
   whole = str(tmp_path / "model.npz")
   models.save_params(source, whole)
@@ -167,14 +167,14 @@ def test_encoder_checkpoint_under_a_prefix_and_errors(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, _encoder_params(target), _encoder_params(source))
 
   # Wrong shape: the message names the file and the parameter path.
-  wide = models.build_model(dataclasses.replace(TINY, channels=(4, 12)), "encdec",
+  wide = models.build_model(dataclasses.replace(TINY, channels=(4, 12)), "encoder_decoder",
                             rngs=nnx.Rngs(0))
   wrong = str(tmp_path / "wide.npz")
   models.save_params(wide.encoder, wrong)
   with pytest.raises(ValueError, match=r"wide\.npz.*'trunk/convs/1/kernel' has shape \(3, 3, 4, 12\)"):
     models.load_params(target.encoder, wrong)
   # A deeper encoder's checkpoint has parameters this one lacks.
-  deep = models.build_model(dataclasses.replace(TINY, channels=(4, 8, 8)), "encdec",
+  deep = models.build_model(dataclasses.replace(TINY, channels=(4, 8, 8)), "encoder_decoder",
                             rngs=nnx.Rngs(0))
   models.save_params(deep.encoder, str(tmp_path / "deep.npz"))
   with pytest.raises(ValueError, match=r"deep\.npz.*has 2 param.*does not: trunk/convs/2/bias"):
@@ -185,7 +185,7 @@ def test_encoder_checkpoint_under_a_prefix_and_errors(tmp_path):
     models.load_params(target.encoder, str(tmp_path / "part.npz"))
   with pytest.raises(FileNotFoundError, match="nowhere.npz"):
     models.build_model(dataclasses.replace(TINY, encoder_checkpoint=str(tmp_path / "nowhere.npz")),
-                       "encdec", rngs=nnx.Rngs(0))
+                       "encoder_decoder", rngs=nnx.Rngs(0))
   (tmp_path / "enc.pt").write_bytes(b"\0")
   with pytest.raises(ValueError, match=r"enc\.pt.*\.npz file or an Orbax directory"):
     models.load_params(target.encoder, str(tmp_path / "enc.pt"))

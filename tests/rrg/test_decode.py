@@ -64,7 +64,7 @@ def _exhaustive(model, images, max_len, length_penalty):
   return best
 
 
-@pytest.mark.parametrize("backbone,length_penalty", [("encdec", 0.0), ("encdec", 1.0),
+@pytest.mark.parametrize("backbone,length_penalty", [("encoder_decoder", 0.0), ("encoder_decoder", 1.0),
                                                      ("r2gen", 0.0), ("promptmrg", 1.0)])
 def test_beam_search_equals_exhaustive_search(backbone, length_penalty):
   model = _model(backbone)
@@ -86,7 +86,7 @@ def test_beam_search_equals_exhaustive_search(backbone, length_penalty):
 
 
 def test_beams_are_distinct_and_sorted():
-  model = _model("encdec", SMALL)
+  model = _model("encoder_decoder", SMALL)
   seqs, scores = decode.beam_search_nbest(model, _images(2, 2, SMALL), max_len=SMALL.max_len,
                                           beam_size=4)
   scores = np.asarray(scores)
@@ -118,7 +118,7 @@ def test_one_beam_is_greedy_and_greedy_follows_the_argmax(backbone):
 
 
 def test_bad_arguments():
-  model = _model("encdec")
+  model = _model("encoder_decoder")
   images = _images(1)
   with pytest.raises(ValueError, match="beam_size"):
     decode.beam_search(model, images, max_len=4, beam_size=0)

@@ -4,10 +4,10 @@ Every backbone shares the image encoder (``ModelConfig.encoder``: ``"cnn"`` or `
 the token embedding and the classification and alignment heads (:mod:`.base`); they differ in
 the report decoder:
 
-* ``encdec``    -- a causal transformer decoder cross-attending to the image tokens;
-* ``r2gen``     -- R2Gen (Chen et al., EMNLP 2020): relational memory and memory-driven
+* ``encoder_decoder`` -- a causal transformer decoder cross-attending to the image tokens;
+* ``r2gen``           -- R2Gen (Chen et al., EMNLP 2020): relational memory and memory-driven
   conditional layer norm (:mod:`.relational_memory`);
-* ``promptmrg`` -- PromptMRG (Jin et al., AAAI 2024): the classifier's predicted observation
+* ``promptmrg``       -- PromptMRG (Jin et al., AAAI 2024): the classifier's predicted observation
   states become prompt tokens ahead of the report (:mod:`.promptmrg`).
 
 Images arrive as ``(B, V, H, W, 1)``: ``V`` views of one study (1 for MIMIC-CXR and the
@@ -37,7 +37,7 @@ from examples.rrg.models.promptmrg import PromptMRG
 from examples.rrg.models.relational_memory import R2Gen
 
 BACKBONES: dict[str, type[ReportModel]] = {
-    "encdec": EncoderDecoder,
+    "encoder_decoder": EncoderDecoder,
     "r2gen": R2Gen,
     "promptmrg": PromptMRG,
 }
@@ -46,7 +46,7 @@ BACKBONES: dict[str, type[ReportModel]] = {
 ReportGenerator = EncoderDecoder  # the model's name before there were several backbones
 
 
-def build_model(model_config: ModelConfig, backbone: str = "encdec", *,
+def build_model(model_config: ModelConfig, backbone: str = "encoder_decoder", *,
                 rngs: nnx.Rngs) -> ReportModel:
   """A freshly initialised ``backbone`` model; its encoder is loaded from
   ``model_config.encoder_checkpoint`` when that is set (see :mod:`.pretrained`).
