@@ -2,7 +2,7 @@ r"""Controlled-conflict study: CAME-Grad minus LS against measured task conflict
 
 The knob is the capacity of the shared image encoder, the only part every task's gradient
 reaches (the decoder belongs to ``nll``, the classifier head to ``cls``): the CNN widths are
-``(w, 2w, 4w, 4w)``; ``w = 16`` is the default model. A narrower encoder leaves fewer features
+``(w, 2w, 4w)`` (three stages, as the default model; ``w = 16`` is the default). A narrower encoder leaves fewer features
 for the report and the classifier to share, so the tasks compete harder for them. What the knob
 does is *measured*, not assumed, with the diagnostics of the LS runs (where the update is the
 joint gradient, so nothing else moves the trajectory):
@@ -35,7 +35,7 @@ from examples.rrg import configs, stats, sweep, train
 
 
 def encoder_channels(width: int, stages: int = 4) -> tuple[int, ...]:
-  """The CNN widths of knob value ``width``: ``(w, 2w, 4w, 4w)`` for four stages."""
+  """The CNN widths of knob value ``width``: ``(w, 2w, 4w)`` for three stages, then ``4w``."""
   if width < 1:
     raise ValueError(f"width must be >= 1, got {width}")
   return tuple(width * min(2 ** i, 4) for i in range(stages))

@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import platform
 import sys
 from collections.abc import Sequence
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"backend={jax.default_backend()}", flush=True)
 
   result = sweep.run(config, args.out, progress=not args.no_progress)
+  with open(os.path.join(args.out, "sweep.pkl"), "wb") as f:  # every run, to re-tabulate
+    pickle.dump(result, f)
   tables = sweep.report(result)
   machine = (f"{os.cpu_count()} CPU cores, {jax.default_backend()}, "
              f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -92,17 +92,9 @@ _HPARAMS = {"came": {"rho": "came_rho", "kappa": "came_kappa", "nu": "came_nu"},
             "cagrad": {"c": "cagrad_c"}}
 
 
-def _registry():
-  """The library's method registry (a temporary stand-in until it lands)."""
-  if hasattr(cg, "make_method"):
-    return cg
-  from examples.rrg import _registry_shim  # pylint: disable=import-outside-toplevel
-  return _registry_shim
-
-
 def method_names() -> tuple[str, ...]:
-  """Every method of the library's registry, in its order."""
-  return tuple(_registry().method_names())
+  """Every method of the library's registry (``came_grad_jax.method_names()``), in its order."""
+  return tuple(cg.method_names())
 
 
 def make_method(config, name: str | None = None) -> Method:
@@ -115,14 +107,13 @@ def make_method(config, name: str | None = None) -> Method:
   adamw = optax.adamw(learning_rate(config), weight_decay=config.weight_decay)
   if name == "ls_plain":
     return Method(name, "loss", adamw)
-  registry = _registry()
-  if name not in registry.method_names():
+  if name not in cg.method_names():
     raise ValueError(f"unknown method {name!r}; expected one of {method_names()} "
                      "(or 'ls_plain', 'ls_tuned' in a sweep)")
   hparams = {k: getattr(config, field) for k, field in _HPARAMS.get(name, {}).items()}
-  made = registry.make_method(name, task_weights=config.task_weights,
-                              num_tasks=len(config.tasks), key=0, **hparams)
-  if registry.get_method(name).kind == "gradient":
+  made = cg.make_method(name, task_weights=config.task_weights, num_tasks=len(config.tasks),
+                        key=0, **hparams)
+  if cg.get_method(name).kind == "gradient":
     return Method(name, "gradient", optax.chain(made, adamw), transformation=made)
   return Method(name, "loss", adamw, made)
 
@@ -354,7 +345,8 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   """Trains ``config.method`` with ``config.seed`` for ``config.num_steps``, then tests it.
 
   The val split is evaluated (CE-F1) every ``config.eval_every`` steps and at the end; the
-  parameters of the best evaluation (the earliest among ties) are tested. Writes
+  parameters of the best evaluation (the latest among ties: a small val split often scores
+  several steps alike) are tested. Writes
   ``curves.csv``, ``curves.json``, TensorBoard event files, ``reports.json`` (every test report
   next to its reference) and ``metrics.json`` under ``workdir/<method>_seed<seed>/``.
 
@@ -427,7 +419,7 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
       t_eval = time.perf_counter()
       score = validation_ce_f1(model, val, tokenizer, batch_size=eval_batch)
       val_curve.append((step + 1, score))
-      if best is None or score > best[0]:
+      if best is None or score >= best[0]:  # ties: the later, more trained step
         best = (score, step + 1, _params(model))
         if manager is not None:
           checkpoint.save(best_manager, step + 1, model, optimizer, data_seed=config.seed,

@@ -65,7 +65,7 @@ def test_report_has_sample_std_intervals_positives_and_timings():
 
 
 def test_conflict_knob_and_measurement():
-  assert conflict.encoder_channels(16) == (16, 32, 64, 64)  # the default model
+  assert conflict.encoder_channels(16, 3) == configs.default().model.channels
   assert conflict.encoder_channels(1) == (1, 2, 4, 4)
   with pytest.raises(ValueError, match="width"):
     conflict.encoder_channels(0)
