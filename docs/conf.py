@@ -57,6 +57,21 @@ nitpick_ignore_regex = [
 autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
+# Show the unions by their names (ScalarOrSchedule, ArrayLike), not expanded to a dozen types.
+_ARRAY_LIKE = "jax.typing.ArrayLike"
+_SCALAR_OR_SCHEDULE = "optax.ScalarOrSchedule"
+autodoc_type_aliases = {
+    "ArrayLike": _ARRAY_LIKE,
+    "jax.typing.ArrayLike": _ARRAY_LIKE,
+    "ScalarOrSchedule": _SCALAR_OR_SCHEDULE,
+    "optax.ScalarOrSchedule": _SCALAR_OR_SCHEDULE,
+    "base.ScalarOrSchedule": _SCALAR_OR_SCHEDULE,
+    "hyperparams.ScalarOrSchedule": _SCALAR_OR_SCHEDULE,
+    "_hyperparams.ScalarOrSchedule": _SCALAR_OR_SCHEDULE,
+    "TaskWeights": f"{_ARRAY_LIKE} | None",
+    "PyTree": "PyTree",
+}
+maximum_signature_line_length = 88   # longer signatures get one parameter per line
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

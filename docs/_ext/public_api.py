@@ -52,8 +52,10 @@ def _autodoc_lines(package: str, name: str, obj: object) -> list[str]:
 
 def _section_lines(package: str, title: str, names: list[str]) -> list[str]:
   module = importlib.import_module(package)
-  lines = [title, "-" * len(title), "", ".. autosummary::", "   :nosignatures:", ""]
-  lines += [f"   {package}.{name}" for name in names]
+  # automodule moves the current module: every section starts from the package again.
+  lines = [title, "-" * len(title), "", f".. currentmodule:: {package}", "",
+           ".. autosummary::", "   :nosignatures:", ""]
+  lines += [f"   {name}" for name in names]     # relative to the currentmodule
   lines.append("")
   for name in names:
     lines += _autodoc_lines(package, name, getattr(module, name))
@@ -90,7 +92,7 @@ class PublicApi(SphinxDirective):
     rest = [name for name in names if name not in seen]
     if rest:
       sections.append((OTHER, rest))
-    lines = [f".. currentmodule:: {package}", ""]
+    lines = []
     for title, wanted in sections:
       lines += _section_lines(package, title, wanted)
     container = nodes.section()
