@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from examples.rrg import configs, plots, sweep
+from examples.rrg import configs, models, plots, sweep
 
 # flag -> (Config field, type); None type: a comma-separated tuple
 _OVERRIDES = {
@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--nu", type=float, help="CAME-Grad nu")
   p.add_argument("--image-size", type=int)
   p.add_argument("--max-len", type=int, help="report tokens, BOS and EOS included")
-  p.add_argument("--backbone", help="model backbone")
+  p.add_argument("--backbone", choices=sorted(models.BACKBONES), help="model backbone")
   p.add_argument("--eval-every", type=int, help="val evaluation (model selection) period")
   p.add_argument("--out", default="runs/rrg", help="output directory")
   p.add_argument("--data", choices=("synthetic", "r2gen"))

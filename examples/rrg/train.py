@@ -304,12 +304,12 @@ def load_data(config) -> tuple[dict, Any]:
       max_len=config.max_len, min_count=config.min_count, labels_path=config.labels_path)
 
 
-def create_model(config, tokenizer, split, seed: int) -> models.ReportGenerator:
-  """A freshly initialised model sized for ``tokenizer`` and the views/size of ``split``."""
+def create_model(config, tokenizer, split, seed: int) -> models.ReportModel:
+  """A fresh ``config.backbone`` model sized for ``tokenizer`` and the views/size of ``split``."""
   _, v, h, _, _ = split.images.shape
   cfg = dataclasses.replace(config.model, vocab_size=tokenizer.vocab_size, num_views=v,
                             image_size=h, max_len=split.tokens.shape[1])
-  return models.ReportGenerator(cfg, rngs=nnx.Rngs(seed))
+  return models.build_model(cfg, config.backbone, rngs=nnx.Rngs(seed))
 
 
 def create_optimizer(config, model, method: Method | str | None = None) -> nnx.Optimizer:
