@@ -7,18 +7,47 @@ Layers:
 """
 
 from came_grad_jax import loss_weighting, weightings
-from came_grad_jax._registry import (Method, get_method, make_method, method_names,
-                                     methods_table, register)
 from came_grad_jax._diagnostics import Diagnostics, compute_diagnostics
+from came_grad_jax._excess_mtl import ExcessMTLState, excess_mtl
+from came_grad_jax._graddrop import GradDropState, graddrop
+from came_grad_jax._gradnorm import GradNormState, gradnorm
 from came_grad_jax._gram import combine, gram, num_tasks_of
 from came_grad_jax._lean import LeanInfo, lean_value_and_grad, representation_value_and_grad
+from came_grad_jax._methods import (
+                                     aligned_mtl,
+                                     cagrad,
+                                     came_s1,
+                                     came_s1_s2,
+                                     came_s1_s3,
+                                     config,
+                                     cr_mogm,
+                                     db_mtl,
+                                     dualproj,
+                                     fairgrad,
+                                     gradvac,
+                                     imtl_g,
+                                     krum,
+                                     linear_scalarization,
+                                     mgda,
+                                     moco,
+                                     modo,
+                                     nash_mtl,
+                                     pcgrad,
+                                     sdmgrad,
+                                     upgrad,
+)
+from came_grad_jax._registry import (
+                                     Method,
+                                     get_method,
+                                     make_method,
+                                     method_names,
+                                     methods_table,
+                                     register,
+)
 from came_grad_jax._task_grads import value_and_task_grads
+from came_grad_jax._tracking import TrackState, track_gradients
 from came_grad_jax._transform import AggregateState, aggregate, came_grad
-from came_grad_jax._graddrop import GradDropState, graddrop
-from came_grad_jax._methods import (aligned_mtl, cagrad, came_s1, came_s1_s2, came_s1_s3,
-                                   dualproj, gradvac, imtl_g, linear_scalarization, mgda,
-                                   nash_mtl, pcgrad, upgrad)
-
+from came_grad_jax._trimmed_mean import TrimmedMeanState, trimmed_mean
 from came_grad_jax._version import __version__
 
 __all__ = [
@@ -29,6 +58,9 @@ __all__ = [
     "GradDropState", "aligned_mtl", "cagrad", "came_s1", "came_s1_s2", "came_s1_s3",
     "dualproj", "graddrop", "gradvac", "imtl_g", "linear_scalarization", "loss_weighting",
     "mgda", "nash_mtl", "pcgrad", "upgrad",
+    "ExcessMTLState", "GradNormState", "TrackState", "TrimmedMeanState", "config", "cr_mogm",
+    "db_mtl", "excess_mtl", "fairgrad", "gradnorm", "krum", "moco", "modo", "sdmgrad",
+    "track_gradients", "trimmed_mean",
     # The registry of methods.
     "Method", "get_method", "make_method", "method_names", "methods_table", "register",
     "__version__",

@@ -16,7 +16,8 @@ import jax
 import optax
 
 from came_grad_jax import weightings
-from came_grad_jax._transform import aggregate
+from came_grad_jax._tracking import track_gradients
+from came_grad_jax._transform import aggregate, resolve_num_tasks
 from came_grad_jax.weightings._aligned_mtl import Scale
 
 TaskWeights = jax.typing.ArrayLike | None
@@ -157,3 +158,154 @@ def came_s1_s3(rho: float = 0.5, nu: float = 0.2, task_weights: TaskWeights = No
     >>> tx = optax.chain(came_s1_s3(0.5, 0.2, num_tasks=2), optax.sgd(0.1))
   """
   return aggregate(weightings.came_s1_s3(rho, nu), task_weights, num_tasks=num_tasks)
+
+
+def config(preference: jax.typing.ArrayLike | None = None, task_weights: TaskWeights = None, *,
+           num_tasks: int | None = None) -> optax.GradientTransformation:
+  """ConFIG (Liu et al. 2025): equal cosines to every task, ``d = (sum_k <h_k, t>) t``.
+
+  ``t`` the unit vector of ``U^+ p`` (``U`` the unit gradients); see
+  :func:`came_grad_jax.weightings.config`.
+
+  Example:
+    >>> tx = optax.chain(config(num_tasks=2), optax.sgd(0.1))
+  """
+  return aggregate(weightings.config(preference), task_weights, num_tasks=num_tasks)
+
+
+def fairgrad(alpha: float = 2.0, task_weights: TaskWeights = None, *,
+             num_tasks: int | None = None) -> optax.GradientTransformation:
+  """FairGrad (Ban & Ji 2024): ``d = sum_k w_k h_k`` with ``(M w)_k = w_k^(-1/alpha)``.
+
+  See :func:`came_grad_jax.weightings.fairgrad`.
+
+  Example:
+    >>> tx = optax.chain(fairgrad(2.0, num_tasks=2), optax.sgd(0.1))
+  """
+  return aggregate(weightings.fairgrad(alpha), task_weights, num_tasks=num_tasks)
+
+
+def sdmgrad(lam: float = 0.3, task_weights: TaskWeights = None, *,
+            num_tasks: int | None = None) -> optax.GradientTransformation:
+  """SDMGrad (Xiao et al. 2023), deterministic: MGDA pulled toward the mean gradient.
+
+  ``w* = argmin_simplex ||sum_k w_k h_k + lam mu||``, ``d = (h_w* + lam mu) / (1 + lam)``;
+  see :func:`came_grad_jax.weightings.sdmgrad`.
+
+  Example:
+    >>> tx = optax.chain(sdmgrad(0.3, num_tasks=2), optax.sgd(0.1))
+  """
+  return aggregate(weightings.sdmgrad(lam), task_weights, num_tasks=num_tasks)
+
+
+def modo(gamma: float = 1e-3, rho: float = 0.1, task_weights: TaskWeights = None, *,
+         num_tasks: int | None = None) -> optax.GradientTransformation:
+  """MoDo (Chen et al. 2024), single batch: ``lambda <- Pi(lambda - gamma (M + rho I) lambda)``.
+
+  ``d = sum_k lambda_k h_k``, ``lambda`` in the state; see
+  :func:`came_grad_jax.weightings.modo`. Needs K.
+
+  Example:
+    >>> tx = optax.chain(modo(num_tasks=2), optax.sgd(0.1))
+  """
+  return aggregate(weightings.modo(gamma, rho), task_weights, num_tasks=num_tasks)
+
+
+def cr_mogm(beta: float = 0.9, weighting: weightings.AnyWeighting | None = None,
+            task_weights: TaskWeights = None, *,
+            num_tasks: int | None = None) -> optax.GradientTransformation:
+  """CR-MOGM (Zhou et al. 2022): a weighting's coefficients smoothed by an EMA (default MGDA's).
+
+  ``c_t = beta c_{t-1} + (1 - beta) c_hat_t``; see
+  :func:`came_grad_jax.weightings.ema_weighting`. Needs K.
+
+  Example:
+    >>> tx = optax.chain(cr_mogm(0.9, weightings.upgrad(), num_tasks=2), optax.sgd(0.1))
+  """
+  base = weightings.mgda() if weighting is None else weighting
+  return aggregate(weightings.ema_weighting(base, beta), task_weights, num_tasks=num_tasks)
+
+
+def krum(n_byzantine: int = 0, n_selected: int = 1, task_weights: TaskWeights = None, *,
+         num_tasks: int | None = None) -> optax.GradientTransformation:
+  """Krum / Multi-Krum (Blanchard et al. 2017): the mean of the most central gradients.
+
+  Needs ``K >= n_byzantine + 3``; see :func:`came_grad_jax.weightings.krum`.
+
+  Example:
+    >>> tx = optax.chain(krum(n_byzantine=0, num_tasks=3), optax.sgd(0.1))
+  """
+  return aggregate(weightings.krum(n_byzantine, n_selected), task_weights, num_tasks=num_tasks)
+
+
+def _tracked(beta: float, weighting: weightings.AnyWeighting, task_weights: TaskWeights,
+             num_tasks: int | None, name: str) -> optax.GradientTransformation:
+  """``weighting`` applied to tracked task gradients (EMA in the state)."""
+  k = resolve_num_tasks(task_weights, num_tasks)
+  if k is None:
+    raise ValueError(f"{name} needs the number of tasks at construction (its state holds K "
+                     "tracked gradients): pass task_weights (K weights) or num_tasks=K")
+  return optax.chain(track_gradients(beta, k), aggregate(weighting, task_weights, num_tasks=k))
+
+
+def moco(beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0,
+         task_weights: TaskWeights = None, *,
+         num_tasks: int | None = None) -> optax.GradientTransformation:
+  """MoCo (Fernando et al., ICLR 2023): MoDo's weight step on tracked gradients.
+
+  ``y_k <- beta y_k + (1 - beta) g_k``, ``lambda <- Pi(lambda - gamma (Y^T Y + rho I)
+  lambda)``, ``d = sum_k lambda_k w_k y_k``. The state holds K params-shaped
+  tracked gradients (``y_k = g_k`` at the first step). Needs K.
+
+  Args:
+    beta: tracking weight of the past in [0, 1) (LibMTL's 0.5).
+    gamma: step size of ``lambda`` (LibMTL's 0.1).
+    rho: regulariser of ``lambda`` (LibMTL's 0).
+    task_weights: ``w`` (K,), finite and >= 0; None means all ones.
+    num_tasks: K.
+
+  Notes:
+    LibMTL (after the authors) decays both step sizes as ``1 / t^0.5``, starts
+    the tracked gradients at 0, normalises each task gradient to the task's loss
+    before tracking and takes a softmax instead of the simplex projection; this
+    follows the paper's Algorithm 1 with constant steps. TorchJD 0.18 has no MoCo.
+
+  References:
+    Heshan Fernando, Han Shen, Miao Liu, Subhajit Chaudhury, Keerthiram Murugesan,
+    Tianyi Chen, "Mitigating Gradient Bias in Multi-objective Learning: A Provably
+    Convergent Approach", ICLR 2023. https://openreview.net/forum?id=dLAYGdKTi2
+
+  Example:
+    >>> tx = optax.chain(moco(num_tasks=2), optax.sgd(0.1))
+  """
+  return _tracked(beta, weightings.modo(gamma, rho), task_weights, num_tasks, "moco")
+
+
+def db_mtl(beta: float = 0.9, task_weights: TaskWeights = None, *,
+           num_tasks: int | None = None) -> optax.GradientTransformation:
+  """DB-MTL (Lin et al. 2023): tracked gradients of the log losses, rescaled to the largest norm.
+
+  ``y_k <- beta y_k + (1 - beta) grad log L_k``, ``d = max_j ||w_j y_j|| sum_k y_k /
+  ||y_k||``. Pass the task gradients of the **log** losses (the paper's
+  loss-scale balancing), e.g. ``cg.value_and_task_grads(lambda p:
+  jnp.log(losses(p)))``; with plain gradients the direction is the same when
+  ``beta = 0`` (only the length changes). Needs K.
+
+  Args:
+    beta: tracking weight of the past in [0, 1) (the paper's and LibMTL's 0.9).
+    task_weights: ``w`` (K,), finite and >= 0; None means all ones.
+    num_tasks: K.
+
+  Notes:
+    LibMTL starts the tracked gradients at 0 (the first step's are ``(1 - beta) g``);
+    here at the first gradients. TorchJD 0.18 has no DB-MTL.
+
+  References:
+    Baijiong Lin, Weisen Jiang, Feiyang Ye, Yu Zhang, Pengguang Chen, Ying-Cong Chen,
+    Shu Liu, James T. Kwok, "Dual-Balancing for Multi-Task Learning", arXiv:2308.12029,
+    2023. https://arxiv.org/abs/2308.12029
+
+  Example:
+    >>> tx = optax.chain(db_mtl(0.9, num_tasks=2), optax.sgd(0.1))
+  """
+  return _tracked(beta, weightings.max_norm_balancing(), task_weights, num_tasks, "db_mtl")

@@ -15,8 +15,9 @@ from typing import Any, Literal
 import jax
 import optax
 
-from came_grad_jax import _graddrop, _methods, _transform, weightings as _w
+from came_grad_jax import _excess_mtl, _graddrop, _gradnorm, _methods, _transform, _trimmed_mean
 from came_grad_jax import loss_weighting as _lw
+from came_grad_jax import weightings as _w
 
 Kind = Literal["gradient", "loss"]
 
@@ -140,7 +141,7 @@ def make_method(name: str, *, task_weights: jax.typing.ArrayLike | None = None,
         f"method {name!r} takes no hyperparameter {sorted(unknown)}; it takes "
         f"{sorted(method.hyperparameters) or 'none'}")
   if method.kind == "loss":
-    return method.factory(**hyperparameters)
+    return method.factory(**hyperparameters, **({"key": key} if method.randomized else {}))
   kwargs: dict[str, Any] = dict(hyperparameters, task_weights=task_weights, num_tasks=num_tasks)
   if method.randomized:
     kwargs["key"] = key
@@ -215,6 +216,54 @@ _add("dwa", "DWA", "loss", _lw.dwa, "Liu et al., CVPR 2019", "https://arxiv.org/
      non_conflicting="n/a", scale_invariant="n/a", cost=_LOSS)
 _add("famo", "FAMO", "loss", _lw.famo, "Liu et al., NeurIPS 2023",
      "https://arxiv.org/abs/2306.03792", non_conflicting="n/a", scale_invariant="n/a",
+     cost=_LOSS)
+
+# Issue 13: the breadth of LibMTL and TorchJD.
+_TRACK = "; K params-shaped tracked gradients in the state"
+_add("config", "ConFIG", "gradient", _methods.config, "Liu et al., ICLR 2025",
+     "https://arxiv.org/abs/2408.11104",
+     non_conflicting="no (yes for linearly independent gradients)", scale_invariant="yes",
+     cost="one K x K pseudo-inverse", weighting=_w.config)
+_add("fairgrad", "FairGrad", "gradient", _methods.fairgrad, "Ban & Ji, ICML 2024",
+     "https://arxiv.org/abs/2402.15638", non_conflicting="yes",
+     cost="Newton steps with a line search on a K-variable convex problem (K x K solves)",
+     weighting=_w.fairgrad)
+_add("sdmgrad", "SDMGrad", "gradient", _methods.sdmgrad, "Xiao et al., NeurIPS 2023",
+     "https://arxiv.org/abs/2305.18409", cost="as MGDA (on shifted gradients)",
+     weighting=_w.sdmgrad)
+_add("modo", "MoDo", "gradient", _methods.modo, "Chen et al., JMLR 2024",
+     "https://arxiv.org/abs/2305.20057", needs_num_tasks=True,
+     cost="one projected gradient step on K weights (in the state)", weighting=_w.modo)
+_add("moco", "MoCo", "gradient", _methods.moco, "Fernando et al., ICLR 2023",
+     "https://openreview.net/forum?id=dLAYGdKTi2", needs_num_tasks=True,
+     cost="as MoDo on tracked gradients" + _TRACK)
+_add("cr_mogm", "CR-MOGM (EMA of MGDA)", "gradient", _methods.cr_mogm,
+     "Zhou et al., NeurIPS 2022", "https://openreview.net/forum?id=ScwfQ7hdwyP",
+     needs_num_tasks=True, cost="the wrapped weighting's, then O(K)",
+     weighting=_w.ema_weighting)
+_add("krum", "Krum", "gradient", _methods.krum, "Blanchard et al., NeurIPS 2017",
+     "https://papers.nips.cc/paper/6617-machine-learning-with-adversaries-byzantine-tolerant-"
+     "gradient-descent", cost="K x K distances, a sort per row", weighting=_w.krum)
+_add("trimmed_mean", "TrimmedMean", "gradient", _trimmed_mean.trimmed_mean,
+     "Yin et al., ICML 2018", "https://proceedings.mlr.press/v80/yin18a.html",
+     cost="O(K log K P): a sort over K per coordinate, no Gram matrix")
+_add("db_mtl", "DB-MTL", "gradient", _methods.db_mtl, "Lin et al., arXiv:2308.12029, 2023",
+     "https://arxiv.org/abs/2308.12029", needs_num_tasks=True,
+     cost="O(K) on tracked gradients of the log losses" + _TRACK)
+_add("excess_mtl", "ExcessMTL", "gradient", _excess_mtl.excess_mtl, "He et al., ICML 2024",
+     "https://arxiv.org/abs/2402.02009", needs_num_tasks=True,
+     cost="O(K P) squares; K params-shaped AdaGrad accumulators in the state")
+_add("gradnorm", "GradNorm", "gradient", _gradnorm.gradnorm, "Chen et al., ICML 2018",
+     "https://arxiv.org/abs/1711.02257", needs_num_tasks=True,
+     cost="K norms at the chosen layer; update(..., losses=) needs the task losses")
+_add("rlw", "RLW (random weights)", "loss", _lw.rlw, "Lin et al., TMLR 2022",
+     "https://arxiv.org/abs/2111.10603", non_conflicting="n/a", scale_invariant="n/a",
+     randomized=True, cost=_LOSS)
+_add("gls", "GLS (geometric mean)", "loss", _lw.gls, "Chennupati et al., CVPR-W 2019",
+     "https://arxiv.org/abs/1904.08492", non_conflicting="n/a", scale_invariant="n/a",
+     cost=_LOSS)
+_add("stch", "STCH (smooth Tchebycheff)", "loss", _lw.stch, "Lin et al., ICML 2024",
+     "https://arxiv.org/abs/2402.19078", non_conflicting="n/a", scale_invariant="n/a",
      cost=_LOSS)
 
 

@@ -20,17 +20,32 @@ def battery(seed: int = 0, size: int = 16) -> np.ndarray:
   return np.concatenate([g, g * np.exp(rng.normal(size=(size, 3, 1)))])
 
 
-def updates_on_battery(txs: dict, g: np.ndarray) -> dict:
-  """Each transformation's updates for every gradient set of the battery, from one initial state.
+def extra_args(tx) -> dict:
+  """The task losses for transformations that take extra arguments (GradNorm), else nothing."""
+  if isinstance(tx, optax.GradientTransformationExtraArgs):
+    return {"losses": jnp.array([1.0, 0.5, 2.0])}
+  return {}
 
-  One jitted function for all of them (vmapped over the battery): compiling
-  them together is several times faster than one by one.
+
+def updates_on_battery(txs: dict, g: np.ndarray, warm_up: bool = False) -> dict:
+  """Each transformation's updates for every gradient set of the battery, from one state.
+
+  With ``warm_up`` the state is the one after a first step on other gradients,
+  so that stateful methods (EMAs, tracked gradients, moving weights) are
+  checked past their first step, which is often a plain method. One jitted
+  function for all of them (vmapped over the battery): compiling them together
+  is several times faster than one by one.
   """
   states = {name: tx.init(jnp.zeros(g.shape[2])) for name, tx in txs.items()}
+  if warm_up:
+    first = jnp.asarray(battery(seed=99, size=1)[0, :g.shape[1]])
+    states = {name: tx.update(first, states[name], **extra_args(tx))[1]
+              for name, tx in txs.items()}
 
   @jax.jit
   def run(g, states):
-    return {name: jax.vmap(tx.update, in_axes=(0, None))(g, states[name])[0]
+    return {name: jax.vmap(lambda x, s, tx=tx: tx.update(x, s, **extra_args(tx)),
+                           in_axes=(0, None))(g, states[name])[0]
             for name, tx in txs.items()}
 
   with jax.enable_x64(True):
@@ -43,7 +58,7 @@ def table_updates():
   with jax.enable_x64(True):
     txs = {name: cg.make_method(name, task_weights=TASK_WEIGHTS) for name in GRADIENT_METHODS}
     g = battery()
-    return g, updates_on_battery(txs, g)
+    return g, updates_on_battery(txs, g, warm_up=True)
 
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)
@@ -59,7 +74,10 @@ def test_registry_properties_hold(table_updates, name):
   cosine = np.einsum("bp,bp->b", d[:half], d[half:]) / (
       np.linalg.norm(d[:half], axis=1) * np.linalg.norm(d[half:], axis=1) + 1e-300)
 
-  assert (conflict.max() <= 1e-10) == (method.non_conflicting == "yes"), conflict.max()
+  # "yes" and "no" are checked on the battery; a qualified claim ("no (yes for K = 2)")
+  # by the method's own tests.
+  if method.non_conflicting in ("yes", "no"):
+    assert (conflict.max() <= 1e-10) == (method.non_conflicting == "yes"), conflict.max()
   invariant = np.all(1 - cosine <= 1e-9)
   assert invariant == method.scale_invariant.startswith("yes"), cosine.min()
   state = cg.make_method(name, task_weights=TASK_WEIGHTS).init(jnp.zeros(5))
@@ -72,7 +90,9 @@ def test_registry_names_every_public_factory():
   assert factories == {"linear_scalarization", "mgda", "pcgrad", "cagrad", "upgrad", "dualproj",
                        "imtl_g", "aligned_mtl", "nash_mtl", "gradvac", "graddrop", "came_grad",
                        "came_s1", "came_s1_s2", "came_s1_s3", "uncertainty_weighting", "dwa",
-                       "famo"}
+                       "famo", "config", "fairgrad", "sdmgrad", "modo", "moco", "cr_mogm",
+                       "krum", "trimmed_mean", "db_mtl", "excess_mtl", "gradnorm", "rlw",
+                       "gls", "stch"}
   for name in cg.method_names():
     method = cg.get_method(name)
     assert method.url.startswith("https://"), name
