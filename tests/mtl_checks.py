@@ -109,3 +109,19 @@ def assert_finite_in_float32(weighting: weightings.AnyWeighting, k: int = 4) -> 
   for case in EDGE_CASES:
     c = coefficients(weighting, gradients(case, k), jnp.float32)
     assert np.all(np.isfinite(c)), (case, c)
+
+
+def assert_close_to_norm(got, want, rtol: float) -> None:
+  """Leaf by leaf, ``||got - want|| <= rtol * ||want||``: how float32 results are compared.
+
+  Relative to the norm of each leaf, not element by element: an element much
+  smaller than its leaf may differ by more than ``rtol`` of itself on another
+  CPU's rounding, and that is not an error.
+  """
+  got_leaves, want_leaves = jax.tree.leaves(got), jax.tree.leaves(want)
+  assert len(got_leaves) == len(want_leaves)
+  for g, w in zip(got_leaves, want_leaves):
+    g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+    assert g.shape == w.shape, (g.shape, w.shape)
+    err, scale = np.linalg.norm(g - w), np.linalg.norm(w)
+    assert err <= rtol * scale or (scale == 0 and err == 0), (err, scale)
