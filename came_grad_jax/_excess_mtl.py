@@ -51,7 +51,7 @@ def excess_risks(task_grads, squares, eps: float) -> Array:
     Array([3., 2.], dtype=float32)
   """
   return per_task_sum(jax.tree.map(
-      lambda g, a: jnp.square(g) / jnp.sqrt(a + eps), task_grads, squares))
+      lambda g, a: safe_divide(jnp.square(g), jnp.sqrt(a + eps)), task_grads, squares))
 
 
 def excess_mtl(step_size: float = 1e-2, task_weights: jax.typing.ArrayLike | None = None, *,

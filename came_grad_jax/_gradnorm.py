@@ -121,7 +121,7 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025, layer: LayerSelector = None,
     >>> update["shared"]  # q = 1 at the first step: the sum
     Array([3., 5.], dtype=float32)
     >>> state.weights  # the larger gradient is turned down
-    Array([0.975, 1.025], dtype=float32)
+    Array([0.921..., 1.078...], dtype=float32)
   """
   hyperparams.check_scalar("alpha", alpha, lower=0.0)
   hyperparams.check_scalar("lr", lr, lower=0.0, lower_open=True)

@@ -55,8 +55,8 @@ def config(preference: jax.typing.ArrayLike | None = None) -> Weighting:
 
   Example:
     >>> c = config()(jnp.array([[1.0, 0.0], [0.0, 4.0]]))  # t = (u1 + u2) / sqrt(2)
-    >>> [round(float(x), 4) for x in c]  # d = 1.5 u1 + 1.5 u2 = 1.5 h1 + 0.375 h2
-    [1.5, 0.375]
+    >>> [round(float(x), 4) for x in c]  # d = 1.5 u1 + 1.5 u2 = 1.5 h1 + 0.75 h2
+    [1.5, 0.75]
   """
   if preference is not None:
     preference = np.asarray(preference, dtype=np.float64)

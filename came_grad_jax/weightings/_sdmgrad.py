@@ -28,8 +28,8 @@ def shifted_gram(gram: Array, lam: Array | float) -> Array:
 
   Example:
     >>> shifted_gram(jnp.eye(2), 1.0)  # h_k + (h_1 + h_2) / 2
-    Array([[2.5, 0.5],
-           [0.5, 2.5]], dtype=float32)
+    Array([[2.5, 1.5],
+           [1.5, 2.5]], dtype=float32)
   """
   k = gram.shape[0]
   m_mu = jnp.mean(gram, axis=1)  # <h_i, mu>
