@@ -38,6 +38,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
     "public_api",                # docs/_ext/public_api.py: the API page from __all__
+    "method_tables",             # docs/_ext/method_tables.py: property tables from the registry
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]
@@ -106,3 +107,8 @@ copybutton_prompt_is_regexp = True
 # CAME_DOCS_MATHJAX=file:///usr/share/javascript/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML
 if os.environ.get("CAME_DOCS_MATHJAX"):
   mathjax_path = os.environ["CAME_DOCS_MATHJAX"]
+  if "MathJax.js" in mathjax_path:   # MathJax 2 takes its configuration in another form
+    myst_update_mathjax = False
+    mathjax2_config = {"tex2jax": {
+        "processClass": "tex2jax_process|mathjax_process|math|output_area",
+        "ignoreClass": "tex2jax_ignore|mathjax_ignore"}}

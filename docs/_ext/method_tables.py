@@ -1,0 +1,116 @@
+"""Sphinx extension: the methods' property tables, generated from the library's registry.
+
+``method-table`` takes registry names (``cg.method_names()``), one or more per line, or the
+option ``:all:``, and renders one Markdown table row per method: its title, the public
+transformation (or loss weighting) and weighting that build it, the properties the registry
+records (non-conflicting, invariant to task-loss scaling, randomised, needs K), the cost, and
+the paper's link. It is meant for MyST pages (the rows are parsed as Markdown).
+
+At the end of reading, every registered method must appear in some table without ``:all:`` (a
+family page): a method added to the registry and to no page is a build warning, an error under
+``sphinx-build -W``. So is a name that is not registered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+import came_grad_jax as cg
+
+logger = logging.getLogger(__name__)
+HEADER = ("Method", "Transformation", "Weighting", "Non-conflicting", "Scale-invariant",
+          "Random", "Needs K", "Cost", "Paper")
+
+
+def _public_path(obj: Any) -> str | None:
+  """The public dotted name under which ``obj`` is exported, if any."""
+  name = getattr(obj, "__name__", None)
+  if name is None:
+    return None
+  for prefix, namespace in (("came_grad_jax", cg), ("came_grad_jax.loss_weighting",
+                                                     cg.loss_weighting),
+                            ("came_grad_jax.weightings", cg.weightings)):
+    if getattr(namespace, name, None) is obj and name in getattr(namespace, "__all__", ()):
+      return f"{prefix}.{name}"
+  return None
+
+
+def _cell(text: str) -> str:
+  return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _link(obj: Any) -> str:
+  path = _public_path(obj)
+  if path is None:
+    return "" if obj is None else f"`{getattr(obj, '__name__', obj)}`"
+  return f"{{func}}`~{path}`"
+
+
+def method_row(name: str) -> str:
+  """One Markdown table row for the registered method ``name``."""
+  m = cg.get_method(name)
+  cells = [m.title, _link(m.factory), _link(m.weighting), m.non_conflicting, m.scale_invariant,
+           "yes" if m.randomized else "no", "yes" if m.needs_num_tasks else "no", m.cost,
+           f"[{_cell(m.reference)}]({m.url})" if m.url else m.reference]
+  return "| " + " | ".join(_cell(c) if i not in (1, 2, 8) else c
+                           for i, c in enumerate(cells)) + " |"
+
+
+class MethodTable(SphinxDirective):
+  """``method-table``: the registry's rows for the listed methods (or ``:all:``)."""
+
+  has_content = True
+  option_spec = {"all": lambda arg: True}
+
+  def run(self) -> list[nodes.Node]:
+    registered = cg.method_names()
+    if "all" in self.options:
+      names = list(registered)
+    else:
+      names = [n for line in self.content for n in line.split()]
+      unknown = [n for n in names if n not in registered]
+      for n in unknown:
+        logger.warning(f"method-table: {n!r} is not a registered method "
+                       f"(cg.method_names())", location=self.get_location())
+      names = [n for n in names if n in registered]
+      pages = getattr(self.env, "came_method_pages", {})
+      for n in names:
+        pages.setdefault(n, set()).add(self.env.docname)
+      self.env.came_method_pages = pages
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
+    lines += [method_row(n) for n in names]
+    return self.parse_text_to_nodes("\n".join(lines))
+
+
+def _purge(app, env, docname):
+  pages = getattr(env, "came_method_pages", {})
+  for docs in pages.values():
+    docs.discard(docname)
+
+
+def _merge(app, env, docnames, other):
+  pages = getattr(env, "came_method_pages", {})
+  for name, docs in getattr(other, "came_method_pages", {}).items():
+    pages.setdefault(name, set()).update(docs)
+  env.came_method_pages = pages
+
+
+def _check_every_method_listed(app, env):
+  pages = getattr(env, "came_method_pages", {})
+  for name in cg.method_names():
+    if not pages.get(name):
+      logger.warning(f"method {name!r} of the registry is in no family table under docs/methods "
+                     f"(add it to a ``method-table`` there)")
+
+
+def setup(app: Sphinx) -> dict:
+  app.add_directive("method-table", MethodTable)
+  app.connect("env-purge-doc", _purge)
+  app.connect("env-merge-info", _merge)
+  app.connect("env-check-consistency", _check_every_method_listed)
+  return {"parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}
