@@ -32,6 +32,7 @@ from came_grad_jax._methods import (
                                      moco,
                                      modo,
                                      nash_mtl,
+                                     pcd,
                                      pcgrad,
                                      sdmgrad,
                                      upgrad,
@@ -59,7 +60,7 @@ __all__ = [
     "dualproj", "graddrop", "gradvac", "imtl_g", "linear_scalarization", "loss_weighting",
     "mgda", "nash_mtl", "pcgrad", "upgrad",
     "ExcessMTLState", "GradNormState", "TrackState", "TrimmedMeanState", "config", "cr_mogm",
-    "db_mtl", "excess_mtl", "fairgrad", "gradnorm", "krum", "moco", "modo", "sdmgrad",
+    "db_mtl", "excess_mtl", "fairgrad", "gradnorm", "krum", "moco", "modo", "pcd", "sdmgrad",
     "track_gradients", "trimmed_mean",
     # The registry of methods.
     "Method", "get_method", "make_method", "method_names", "methods_table", "register",

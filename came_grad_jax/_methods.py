@@ -12,6 +12,8 @@ CAME-Grad itself is :func:`came_grad_jax.came_grad`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import optax
 
@@ -236,6 +238,19 @@ def krum(n_byzantine: int = 0, n_selected: int = 1, task_weights: TaskWeights = 
     >>> tx = optax.chain(krum(n_byzantine=0, num_tasks=3), optax.sgd(0.1))
   """
   return aggregate(weightings.krum(n_byzantine, n_selected), task_weights, num_tasks=num_tasks)
+
+
+def pcd(protected: Sequence[int] = (0,), task_weights: TaskWeights = None, *,
+        num_tasks: int | None = None) -> optax.GradientTransformation:
+  """Priority-constrained descent: the mean gradient projected to conflict with no protected task.
+
+  ``d = pi_C(mu)``, ``C = {x : <h_p, x> >= 0 for p in protected}``; see
+  :func:`came_grad_jax.weightings.pcd`.
+
+  Example:
+    >>> tx = optax.chain(pcd(protected=(0,), num_tasks=2), optax.sgd(0.1))
+  """
+  return aggregate(weightings.pcd(protected), task_weights, num_tasks=num_tasks)
 
 
 def _tracked(beta: float, weighting: weightings.AnyWeighting, task_weights: TaskWeights,

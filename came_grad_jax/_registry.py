@@ -241,6 +241,11 @@ _add("cr_mogm", "CR-MOGM (EMA of MGDA)", "gradient", _methods.cr_mogm,
      "Zhou et al., NeurIPS 2022", "https://openreview.net/forum?id=ScwfQ7hdwyP",
      needs_num_tasks=True, cost="the wrapped weighting's, then O(K)",
      weighting=_w.ema_weighting)
+_add("pcd", "PCD (priority-constrained descent)", "gradient", _methods.pcd,
+     "this library's definition (dual-cone projection of Quinton & Rey, 2024)",
+     "https://arxiv.org/abs/2406.16232",
+     cost="one projection on the protected tasks' dual cone (exact active-set NNLS)",
+     weighting=_w.pcd)
 _add("krum", "Krum", "gradient", _methods.krum, "Blanchard et al., NeurIPS 2017",
      "https://papers.nips.cc/paper/6617-machine-learning-with-adversaries-byzantine-tolerant-"
      "gradient-descent", cost="K x K distances, a sort per row", weighting=_w.krum)

@@ -91,7 +91,7 @@ def test_registry_names_every_public_factory():
                        "imtl_g", "aligned_mtl", "nash_mtl", "gradvac", "graddrop", "came_grad",
                        "came_s1", "came_s1_s2", "came_s1_s3", "uncertainty_weighting", "dwa",
                        "famo", "config", "fairgrad", "sdmgrad", "modo", "moco", "cr_mogm",
-                       "krum", "trimmed_mean", "db_mtl", "excess_mtl", "gradnorm", "rlw",
+                       "krum", "pcd", "trimmed_mean", "db_mtl", "excess_mtl", "gradnorm", "rlw",
                        "gls", "stch"}
   for name in cg.method_names():
     method = cg.get_method(name)

@@ -25,6 +25,7 @@ from came_grad_jax.weightings._krum import krum
 from came_grad_jax.weightings._linear import linear_scalarization
 from came_grad_jax.weightings._mgda import mgda, min_norm_point
 from came_grad_jax.weightings._modo import MoDoState, modo
+from came_grad_jax.weightings._pcd import pcd
 from came_grad_jax.weightings._nash_mtl import nash_mtl
 from came_grad_jax.weightings._pcgrad import PCGradState, pcgrad
 from came_grad_jax.weightings._sdmgrad import sdmgrad
@@ -39,5 +40,5 @@ __all__ = [
     "came_stages", "dual_cone_weights", "dualproj", "gradvac", "imtl_g", "mgda",
     "min_norm_point", "nash_mtl", "pcgrad", "upgrad",
     "EMAState", "MoDoState", "config", "ema_weighting", "fairgrad", "krum",
-    "max_norm_balancing", "modo", "sdmgrad",
+    "max_norm_balancing", "modo", "pcd", "sdmgrad",
 ]
