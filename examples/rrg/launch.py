@@ -84,6 +84,28 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                              process_id=process_id)
 
 
+def per_process_out(argv: Sequence[str], process_index: int) -> list[str]:
+  """``argv`` with ``--out DIR`` made ``DIR/process<i>`` for processes other than 0.
+
+  Every process computes the same results (metrics are replicated); process 0 writes them where
+  asked, the others beside it, so that no two processes write one file.
+
+  >>> per_process_out(["--out", "runs/x", "--steps", "5"], 1)
+  ['--out', 'runs/x/process1', '--steps', '5']
+  >>> per_process_out(["--out=runs/x"], 0)
+  ['--out=runs/x']
+  """
+  argv = list(argv)
+  if process_index == 0:
+    return argv
+  for i, arg in enumerate(argv):
+    if arg == "--out" and i + 1 < len(argv):
+      argv[i + 1] = os.path.join(argv[i + 1], f"process{process_index}")
+    elif arg.startswith("--out="):
+      argv[i] = "--out=" + os.path.join(arg.split("=", 1)[1], f"process{process_index}")
+  return argv
+
+
 def main(argv: Sequence[str] | None = None):
   """Initializes the runtime, then calls ``<module>.main(argv)`` and returns its result."""
   args = parse_args(argv)
@@ -92,7 +114,8 @@ def main(argv: Sequence[str] | None = None):
 
   print(f"process {jax.process_index()}/{jax.process_count()}: "
         f"{jax.local_device_count()} local of {jax.device_count()} devices", flush=True)
-  return importlib.import_module(args.module).main(args.argv)
+  module = importlib.import_module(args.module)
+  return module.main(per_process_out(args.argv, jax.process_index()))
 
 
 if __name__ == "__main__":

@@ -188,20 +188,30 @@ def mesh_train_step(step: Callable, mesh: Mesh) -> Callable:
   return sharded_step
 
 
-def gather_model(model: nnx.Module) -> None:
-  """Replaces every variable of ``model`` by a full copy local to this process, in place.
-
-  After mesh training, this lets evaluation run unsharded on each process (multi-process
-  arrays cannot meet the host-local arrays of an evaluation loop in one computation).
-  """
+def _gathered(state: nnx.State) -> nnx.State:
+  """``state`` with every array replaced by a full copy local to this process."""
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
 
-  state = nnx.state(model)
   if jax.process_count() > 1:
     full = multihost_utils.process_allgather(state, tiled=True)
   else:
     full = jax.device_get(state)
-  nnx.update(model, jax.tree.map(jax.numpy.asarray, full))
+  return jax.tree.map(jax.numpy.asarray, full)
+
+
+def gather_model(model: nnx.Module) -> None:
+  """Replaces every variable of ``model`` by a full copy local to this process, in place.
+
+  After mesh training, evaluation then runs unsharded on each process (arrays that span
+  processes cannot meet the host-local arrays of an evaluation loop in one computation).
+  """
+  nnx.update(model, _gathered(nnx.state(model)))
+
+
+def local_copy(model: nnx.Module) -> nnx.Module:
+  """A copy of ``model`` whose variables are full arrays local to this process."""
+  graphdef, state = nnx.split(model)
+  return nnx.merge(graphdef, _gathered(state))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""Step time of one train step on 1, 2, 4, 8 devices (data parallel), relative to 1 device.
+
+The step and the layout are ``bench_comm``'s (K task gradients, the method, AdamW under one
+``jit``; the batch split over the ``data`` axis of a ``data=n`` mesh over the first n devices,
+the global batch the same for every n). On a CPU the "devices" are simulated
+(``XLA_FLAGS=--xla_force_host_platform_device_count=8``) and share the same cores, so the
+ratios measure what splitting the step costs (partitioning, collectives, per-device launch),
+not a speed-up; ``benchmarks/gpu_scaling.sh`` runs the same on real accelerators.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.bench_scaling
+  python -m benchmarks.bench_scaling --quick       # tiny models, 1 and 2 devices (the test)
+"""
+
+from __future__ import annotations
+
+import jax
+
+from benchmarks import bench_comm, common
+
+DEVICES = (1, 2, 4, 8)
+
+
+def time_steps(problem: bench_comm.Problem, method: str, k: int, counts, *,
+               repeats: int) -> dict[int, dict[str, float]]:
+  """``{n: timing}`` of the step on ``data=n`` meshes, timed interleaved (``common``)."""
+  params = problem.init()
+  batch = problem.random_batch()
+  fns = {}
+  for n in counts:
+    mesh = bench_comm.sharding.make_mesh(f"data={n}", jax.devices()[:n])
+    jitted, (p_sh, o_sh, b_sh), _ = bench_comm.sharded_step(problem, method, k, mesh)
+    _, tx = bench_comm.train_step(problem, method, k)
+    p = jax.device_put(params, p_sh)
+    state = [p, jax.jit(tx.init, out_shardings=o_sh)(p), jax.device_put(batch, b_sh)]
+
+    def run(jitted=jitted, state=state):
+      # Every call starts from the same parameters: a timing, not a training run.
+      return common.block(jitted(*state))
+    fns[n] = run
+  times = common.interleaved({str(n): fn for n, fn in fns.items()}, repeats=repeats)
+  return {n: times[str(n)] for n in counts}
+
+
+def table(rows) -> str:
+  counts = sorted({int(n) for r in rows for n in r["times"]})
+  out = ["| model | K | method | " + " | ".join(f"{n} dev" for n in counts) +
+         " | 1-device step ms |",
+         "|---|---|---|" + "---:|" * (len(counts) + 1)]
+  for r in rows:
+    base = r["times"][str(counts[0])]["median_s"]
+    cells = [f"{r['times'][str(n)]['median_s'] / base:.2f}" if str(n) in r["times"] else "-"
+             for n in counts]
+    out.append(f"| {r['model']} ({r['num_params'] / 1e6:.2f}M) | {r['num_tasks']} | "
+               f"{r['method']} | " + " | ".join(cells) + f" | {common.fmt_ms(base)} |")
+  return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  p = common.parser(__doc__, tasks=(3,))
+  p.add_argument("--models", nargs="+", default=list(bench_comm.PROBLEMS),
+                 choices=list(bench_comm.PROBLEMS))
+  p.add_argument("--methods", nargs="+", default=["ls_1bwd", "came"],
+                 choices=list(bench_comm.METHODS))
+  p.add_argument("--devices", type=int, nargs="+", default=list(DEVICES))
+  args = common.parse(p, argv)
+  counts = [n for n in ([1, 2] if args.quick else args.devices) if n <= jax.device_count()]
+  skipped = sorted(set(args.devices) - set(counts)) if not args.quick else []
+  if skipped:
+    print(f"only {jax.device_count()} devices: skipping {skipped}")
+  repeats = 1 if args.quick else args.repeats
+  rows = []
+  for name in args.models:
+    problem = bench_comm.PROBLEMS[name](args.quick)
+    for k in ([2] if args.quick else args.tasks):
+      for method in args.methods:
+        times = time_steps(problem, method, k, counts, repeats=repeats)
+        rows.append({"model": name, "num_params": bench_comm.num_params(problem.params),
+                     "num_tasks": k, "method": method,
+                     "times": {str(n): t for n, t in times.items()}})
+        print(f"{name} K={k} {method}: " + ", ".join(
+            f"{n} dev {common.fmt_ms(t['median_s'])} ms" for n, t in times.items()), flush=True)
+  print(table(rows))
+  common.write_json("scaling", {"rows": rows, "devices": counts,
+                                "platform": jax.default_backend()}, args.out)
+  return rows
+
+
+if __name__ == "__main__":
+  main()
