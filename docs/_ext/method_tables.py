@@ -3,8 +3,8 @@
 ``method-table`` takes registry names (``cg.method_names()``), one or more per line, or the
 option ``:all:``, and renders one Markdown table row per method: its title, the public
 transformation (or loss weighting) and weighting that build it, the properties the registry
-records (non-conflicting, invariant to task-loss scaling, randomised, needs K), the cost, and
-the paper's link. It is meant for MyST pages (the rows are parsed as Markdown).
+records (non-conflicting, invariant to task-loss scaling, randomised, needs K), and the paper's
+link; ``:columns: method cost`` (any keys of ``COLUMNS``) picks other columns. It is meant for MyST pages (the rows are parsed as Markdown).
 
 At the end of reading, every registered method must appear in some table without ``:all:`` (a
 family page): a method added to the registry and to no page is a build warning, an error under
@@ -23,8 +23,11 @@ from sphinx.util.docutils import SphinxDirective
 import came_grad_jax as cg
 
 logger = logging.getLogger(__name__)
-HEADER = ("Method", "Transformation", "Weighting", "Non-conflicting", "Scale-invariant",
-          "Random", "Needs K", "Cost", "Paper")
+#: Column key -> header. ``:columns:`` picks some, in its order; the default is all but cost.
+COLUMNS = {"method": "Method", "transformation": "Transformation", "weighting": "Weighting",
+           "non_conflicting": "Non-conflicting", "scale_invariant": "Scale-invariant",
+           "random": "Random", "needs_k": "Needs K", "cost": "Cost", "paper": "Paper"}
+DEFAULT_COLUMNS = tuple(c for c in COLUMNS if c != "cost")
 
 
 def _public_path(obj: Any) -> str | None:
@@ -51,21 +54,31 @@ def _link(obj: Any) -> str:
   return f"{{func}}`~{path}`"
 
 
-def method_row(name: str) -> str:
+def method_row(name: str, columns: tuple[str, ...] = DEFAULT_COLUMNS) -> str:
   """One Markdown table row for the registered method ``name``."""
   m = cg.get_method(name)
-  cells = [m.title, _link(m.factory), _link(m.weighting), m.non_conflicting, m.scale_invariant,
-           "yes" if m.randomized else "no", "yes" if m.needs_num_tasks else "no", m.cost,
-           f"[{_cell(m.reference)}]({m.url})" if m.url else m.reference]
-  return "| " + " | ".join(_cell(c) if i not in (1, 2, 8) else c
-                           for i, c in enumerate(cells)) + " |"
+  cells = {"method": _cell(m.title), "transformation": _link(m.factory),
+           "weighting": _link(m.weighting), "non_conflicting": _cell(m.non_conflicting),
+           "scale_invariant": _cell(m.scale_invariant),
+           "random": "yes" if m.randomized else "no",
+           "needs_k": "yes" if m.needs_num_tasks else "no", "cost": _cell(m.cost),
+           "paper": f"[{_cell(m.reference)}]({m.url})" if m.url else _cell(m.reference)}
+  return "| " + " | ".join(cells[c] for c in columns) + " |"
+
+
+def _columns(arg: str | None) -> tuple[str, ...]:
+  columns = tuple(arg.split()) if arg else DEFAULT_COLUMNS
+  unknown = [c for c in columns if c not in COLUMNS]
+  if unknown:
+    raise ValueError(f"unknown method-table columns {unknown}; known: {list(COLUMNS)}")
+  return columns
 
 
 class MethodTable(SphinxDirective):
   """``method-table``: the registry's rows for the listed methods (or ``:all:``)."""
 
   has_content = True
-  option_spec = {"all": lambda arg: True}
+  option_spec = {"all": lambda arg: True, "columns": _columns}
 
   def run(self) -> list[nodes.Node]:
     registered = cg.method_names()
@@ -82,8 +95,10 @@ class MethodTable(SphinxDirective):
       for n in names:
         pages.setdefault(n, set()).add(self.env.docname)
       self.env.came_method_pages = pages
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
-    lines += [method_row(n) for n in names]
+    columns = self.options.get("columns", DEFAULT_COLUMNS)
+    lines = ["| " + " | ".join(COLUMNS[c] for c in columns) + " |",
+             "|" + " --- |" * len(columns)]
+    lines += [method_row(n, columns) for n in names]
     return self.parse_text_to_nodes("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import types
 
 from docutils import nodes
@@ -108,7 +109,20 @@ def _drop_namedtuple_alias_doc(app, what, name, obj, options, lines):
     lines.clear()
 
 
+_ALIAS_REPR = re.compile(r"TypeAliasForwardRef\('([^']*)'\)")
+
+
+def _tidy_alias_reprs(app, what, name, obj, options, signature, return_annotation):
+  """Show ``X`` where Sphinx prints ``TypeAliasForwardRef('X')`` (an alias inside a union)."""
+  del app, what, name, obj, options
+  if signature is None and return_annotation is None:
+    return None
+  tidy = lambda text: _ALIAS_REPR.sub(r"\1", text) if text else text
+  return tidy(signature), tidy(return_annotation)
+
+
 def setup(app: Sphinx) -> dict:
   app.add_directive("public-api", PublicApi)
   app.connect("autodoc-process-docstring", _drop_namedtuple_alias_doc)
+  app.connect("autodoc-process-signature", _tidy_alias_reprs)
   return {"parallel_read_safe": True, "parallel_write_safe": True}
