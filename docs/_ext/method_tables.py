@@ -24,9 +24,10 @@ import came_grad_jax as cg
 
 logger = logging.getLogger(__name__)
 #: Column key -> header. ``:columns:`` picks some, in its order; the default is all but cost.
-COLUMNS = {"method": "Method", "transformation": "Transformation", "weighting": "Weighting",
-           "non_conflicting": "Non-conflicting", "scale_invariant": "Scale-invariant",
-           "random": "Random", "needs_k": "Needs K", "cost": "Cost", "paper": "Paper"}
+COLUMNS = {"method": "Method", "paper": "Paper", "transformation": "Transformation",
+           "weighting": "Weighting", "non_conflicting": "Non-conflicting",
+           "scale_invariant": "Scale-invariant", "random": "Random", "needs_k": "Needs K",
+           "cost": "Cost"}
 DEFAULT_COLUMNS = tuple(c for c in COLUMNS if c != "cost")
 
 
