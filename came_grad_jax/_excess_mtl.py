@@ -23,8 +23,8 @@ import optax
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._gram import combine
 from came_grad_jax._numerics import compute_dtype, safe_divide
-from came_grad_jax._stacked import all_finite, checked_num_tasks, per_task_sum, weights_or_ones
-from came_grad_jax._transform import resolve_num_tasks
+from came_grad_jax._stacked import (all_finite, checked_num_tasks, per_task_sum,
+                                    required_num_tasks, skip_unless, weights_or_ones)
 
 Array = jax.Array
 
@@ -89,10 +89,7 @@ def excess_mtl(step_size: float = 1e-2, task_weights: jax.typing.ArrayLike | Non
   hyperparams.check_scalar("step_size", step_size, lower=0.0, lower_open=True)
   hyperparams.check_scalar("eps", eps, lower=0.0)
   task_weights = hyperparams.check_task_weights(task_weights)
-  k_static = resolve_num_tasks(task_weights, num_tasks)
-  if k_static is None:
-    raise ValueError("excess_mtl needs the number of tasks at construction (its state holds K "
-                     "gradient accumulators): pass task_weights (K weights) or num_tasks=K")
+  k_static = required_num_tasks(task_weights, num_tasks, "excess_mtl", "K gradient accumulators")
 
   def init_fn(params):
     squares = jax.tree.map(
@@ -112,10 +109,6 @@ def excess_mtl(step_size: float = 1e-2, task_weights: jax.typing.ArrayLike | Non
     q = k * q / jnp.sum(q)
     out = combine(updates, q * weights_or_ones(task_weights, k).astype(q.dtype))
     new_state = ExcessMTLState(squares, q, initial, optax.safe_increment(state.count))
-    ok = all_finite(updates)
-    out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
-    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old).astype(old.dtype),
-                             new_state, state)
-    return out, new_state
+    return skip_unless(all_finite(updates), out, new_state, state)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -24,8 +24,8 @@ import optax
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._gram import combine
 from came_grad_jax._numerics import compute_dtype, safe_divide
-from came_grad_jax._stacked import all_finite, checked_num_tasks, per_task_sum, weights_or_ones
-from came_grad_jax._transform import resolve_num_tasks
+from came_grad_jax._stacked import (all_finite, checked_num_tasks, per_task_sum,
+                                    required_num_tasks, skip_unless, weights_or_ones)
 
 Array = jax.Array
 LayerSelector = str | Callable[[str], bool] | None
@@ -127,10 +127,7 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025, layer: LayerSelector = None,
   hyperparams.check_scalar("lr", lr, lower=0.0, lower_open=True)
   _selector(layer)
   task_weights = hyperparams.check_task_weights(task_weights)
-  k_static = resolve_num_tasks(task_weights, num_tasks)
-  if k_static is None:
-    raise ValueError("gradnorm needs the number of tasks at construction (its state holds the "
-                     "K task weights): pass task_weights (K weights) or num_tasks=K")
+  k_static = required_num_tasks(task_weights, num_tasks, "gradnorm", "the K task weights")
 
   def init_fn(params):
     del params
@@ -160,9 +157,6 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025, layer: LayerSelector = None,
     new_q = jnp.where(total > 0, k * safe_divide(new_q, total), q)
     new_state = GradNormState(new_q, initial, optax.safe_increment(state.count))
     ok = all_finite(updates) & jnp.all(jnp.isfinite(losses)) & jnp.all(losses > 0)
-    out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
-    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old).astype(old.dtype),
-                             new_state, state)
-    return out, new_state
+    return skip_unless(ok, out, new_state, state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

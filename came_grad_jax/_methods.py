@@ -19,7 +19,8 @@ import optax
 
 from came_grad_jax import weightings
 from came_grad_jax._tracking import track_gradients
-from came_grad_jax._transform import aggregate, resolve_num_tasks
+from came_grad_jax._stacked import required_num_tasks
+from came_grad_jax._transform import aggregate
 from came_grad_jax.weightings._aligned_mtl import Scale
 
 TaskWeights = jax.typing.ArrayLike | None
@@ -256,10 +257,7 @@ def pcd(protected: Sequence[int] = (0,), task_weights: TaskWeights = None, *,
 def _tracked(beta: float, weighting: weightings.AnyWeighting, task_weights: TaskWeights,
              num_tasks: int | None, name: str) -> optax.GradientTransformation:
   """``weighting`` applied to tracked task gradients (EMA in the state)."""
-  k = resolve_num_tasks(task_weights, num_tasks)
-  if k is None:
-    raise ValueError(f"{name} needs the number of tasks at construction (its state holds K "
-                     "tracked gradients): pass task_weights (K weights) or num_tasks=K")
+  k = required_num_tasks(task_weights, num_tasks, name, "K tracked gradients")
   return optax.chain(track_gradients(beta, k), aggregate(weighting, task_weights, num_tasks=k))
 
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax._gram import num_tasks_of
+from came_grad_jax._transform import resolve_num_tasks
 
 Array = jax.Array
 
@@ -37,3 +38,25 @@ def all_finite(tree) -> Array:
 def per_task_sum(tree) -> Array:
   """``sum`` over all but the leading (task) axis of every leaf, added up: (K,)."""
   return sum(jnp.sum(x.reshape(x.shape[0], -1), axis=1) for x in jax.tree.leaves(tree))
+
+
+def required_num_tasks(task_weights, num_tasks: int | None, name: str, holds: str) -> int:
+  """K from ``task_weights`` or ``num_tasks``, for a method whose state is K-shaped.
+
+  Raises:
+    ValueError: naming the method (``name``) and what its state ``holds`` when K is unknown.
+  """
+  k = resolve_num_tasks(task_weights, num_tasks)
+  if k is None:
+    raise ValueError(f"{name} needs the number of tasks at construction (its state holds "
+                     f"{holds}): pass task_weights (K weights) or num_tasks=K")
+  return k
+
+
+def skip_unless(ok: Array, out, new_state, state):
+  """``(out, new_state)`` where ``ok``; else a NaN update (for ``optax.apply_if_finite``)
+  and the old state, so that a bad step never poisons the state."""
+  out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
+  new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old).astype(old.dtype),
+                           new_state, state)
+  return out, new_state

@@ -19,12 +19,15 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
   return np.maximum(v - 0.5 * (lo + hi), 0)
 
 
-def modo_reference(hs, gamma, rho):
+def weight_step(lam, h, gamma, rho):
   """Chen et al. 2024, Alg. 1 with one batch: ``lambda <- Pi(lambda - gamma (H H^T + rho I) lambda)``."""
-  lam = np.full(hs[0].shape[0], 1.0 / hs[0].shape[0])
-  out = []
+  return project_simplex(lam - gamma * (h @ h.T @ lam + rho * lam))
+
+
+def modo_reference(hs, gamma, rho):
+  lam, out = np.full(hs[0].shape[0], 1.0 / hs[0].shape[0]), []
   for h in hs:
-    lam = project_simplex(lam - gamma * (h @ h.T @ lam + rho * lam))
+    lam = weight_step(lam, h, gamma, rho)
     out.append(lam @ h)
   return out
 
@@ -50,14 +53,12 @@ def test_modo_transformation_keeps_weights_on_the_simplex(x64):
 
 
 def moco_reference(gs, beta, gamma, rho, task_weights):
-  """Fernando et al. 2023, Alg. 1 (constant steps): track, step lambda on Y Y^T, ``d = Y^T lambda``."""
-  y, lam, out = None, np.full(len(gs[0]), 1.0 / len(gs[0])), []
+  """Fernando et al. 2023, Alg. 1 (constant steps): MoDo's step on the tracked gradients."""
+  tracked, y = [], None
   for g in gs:
     y = g.copy() if y is None else beta * y + (1 - beta) * g
-    h = y * task_weights[:, None]
-    lam = project_simplex(lam - gamma * (h @ h.T @ lam + rho * lam))
-    out.append(lam @ h)
-  return out
+    tracked.append(y * task_weights[:, None])
+  return modo_reference(tracked, gamma, rho)
 
 
 def test_moco_matches_float64_reference(x64):

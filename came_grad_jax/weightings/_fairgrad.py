@@ -16,23 +16,15 @@ while far from the solution.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
-from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import correlation, safe_divide
 from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._nash_mtl import _diverged, _Newton
 
 Array = jax.Array
-
-
-class _Newton(NamedTuple):
-  beta: Array
-  decrement_sq: Array
-  iteration: Array
 
 
 def _concave_part(beta: Array, alpha: float) -> Array:
@@ -65,7 +57,7 @@ def fair_allocation(cosine: Array, a: Array, alpha: float, *, max_iter: int = 10
     return 0.5 * beta @ cosine @ beta - a @ _concave_part(beta, alpha)
 
   def diverged(beta):
-    return numerics.is_negligible(beta @ cosine @ beta, numerics.term_scale_sq(cosine, beta), k)
+    return _diverged(cosine, beta)
 
   tol = 16 * k * jnp.finfo(cosine.dtype).eps
 
