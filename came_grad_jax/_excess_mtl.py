@@ -33,7 +33,7 @@ class ExcessMTLState(NamedTuple):
   """State of :func:`excess_mtl`."""
 
   squares: Any
-  """``A`` (K, *params) per leaf: the accumulated squared task gradients."""
+  """``A`` of shape ``(K, *params)`` per leaf: the accumulated squared task gradients."""
   weights: Array
   """``q`` (K,), summing to K."""
   initial_risk: Array

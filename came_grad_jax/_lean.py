@@ -11,7 +11,10 @@ backward pass, exactly what linear scalarization costs. What remains is to get
 * :func:`lean_value_and_grad` -- **exact**. The task gradients are computed
   chunk of parameters by chunk (``num_chunks`` groups of leaves, one after
   another), and each chunk is reduced to its K x K Gram before the next one is
-  computed, so at most K x (P / num_chunks) gradient numbers are alive. Costs
+  computed, so the K gradients of one chunk (about K x P / num_chunks numbers
+  when the leaves split evenly; a chunk never splits a leaf) are alive at a time,
+  on top of the activations the backward passes need: where activations dominate
+  the memory, the lean path saves nothing (see the memory-lean tutorial). Costs
   ``num_chunks`` vectorised K-task backward passes (each skipping the weight
   gradients of the other chunks) plus the final one. The update equals the
   full path's to rounding.

@@ -12,8 +12,6 @@ CAME-Grad itself is :func:`came_grad_jax.came_grad`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import optax
 
@@ -241,17 +239,17 @@ def krum(n_byzantine: int = 0, n_selected: int = 1, task_weights: TaskWeights = 
   return aggregate(weightings.krum(n_byzantine, n_selected), task_weights, num_tasks=num_tasks)
 
 
-def pcd(protected: Sequence[int] = (0,), task_weights: TaskWeights = None, *,
+def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8,
+        task_weights: TaskWeights = None, *,
         num_tasks: int | None = None) -> optax.GradientTransformation:
-  """Priority-constrained descent: the mean gradient projected to conflict with no protected task.
+  """PCD (Varam et al. 2026): follow task 1, each other task keeps ``tau`` of its normalised progress.
 
-  ``d = pi_C(mu)``, ``C = {x : <h_p, x> >= 0 for p in protected}``; see
-  :func:`came_grad_jax.weightings.pcd`.
+  See :func:`came_grad_jax.weightings.pcd`. Needs K (moving averages in the state).
 
   Example:
-    >>> tx = optax.chain(pcd(protected=(0,), num_tasks=2), optax.sgd(0.1))
+    >>> tx = optax.chain(pcd(0.02, num_tasks=2), optax.sgd(0.1))
   """
-  return aggregate(weightings.pcd(protected), task_weights, num_tasks=num_tasks)
+  return aggregate(weightings.pcd(tau, beta, eps), task_weights, num_tasks=num_tasks)
 
 
 def _tracked(beta: float, weighting: weightings.AnyWeighting, task_weights: TaskWeights,

@@ -154,7 +154,8 @@ _ENUM = ("K = 2 closed form; 3 <= K <= 8 the closed-form candidates of all 2^K -
 _LOSS = "O(K); one backward pass of a weighted loss"
 
 _add("ls", "Linear scalarization", "gradient", _methods.linear_scalarization,
-     "the gradient of sum_k w_k L_k", "https://arxiv.org/abs/1810.04650",
+     "the gradient of sum_k w_k L_k (Caruana, Machine Learning 1997)",
+     "https://doi.org/10.1023/A:1007379606734",
      cost="none (c = 1)",
      weighting=_w.linear_scalarization)
 _add("came", "CAME-Grad", "gradient", _transform.came_grad,
@@ -242,9 +243,11 @@ _add("cr_mogm", "CR-MOGM (EMA of MGDA)", "gradient", _methods.cr_mogm,
      needs_num_tasks=True, cost="the wrapped weighting's, then O(K)",
      weighting=_w.ema_weighting)
 _add("pcd", "PCD (priority-constrained descent)", "gradient", _methods.pcd,
-     "this library's definition (dual-cone projection of Quinton & Rey, 2024)",
-     "https://arxiv.org/abs/2406.16232",
-     cost="one projection on the protected tasks' dual cone (exact active-set NNLS)",
+     "Varam et al., TMLR 2026", "https://openreview.net/forum?id=HT01yGHLEt",
+     non_conflicting="no (yes for the secondary tasks when feasible)",
+     scale_invariant="no (yes when every step's gradients are scaled alike)",
+     needs_num_tasks=True,
+     cost="one non-negative QP in K - 1 variables (exact active-set); K EMAs in the state",
      weighting=_w.pcd)
 _add("krum", "Krum", "gradient", _methods.krum, "Blanchard et al., NeurIPS 2017",
      "https://papers.nips.cc/paper/6617-machine-learning-with-adversaries-byzantine-tolerant-"

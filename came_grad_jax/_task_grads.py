@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +98,7 @@ def value_and_task_grads(fun: Callable[..., Any], *, has_aux: bool = False,
   argument. With ``vectorize=True`` (default): one forward pass (``jax.vjp``),
   then the K backward passes vectorised with ``jax.vmap`` over the rows of the
   identity as cotangents. With ``vectorize=False``: K reverse passes of the
-  scalar losses ``L_k`` (:func:`task_grads_list`); under ``jit`` XLA shares
+  scalar losses ``L_k`` (``task_grads_list``); under ``jit`` XLA shares
   their forward pass. If ``fun`` returns a tuple of K scalars, each backward
   pass then only runs through what ``L_k`` depends on (JAX prunes the rest),
   which is faster when tasks use different parts of the model (e.g. task

@@ -28,7 +28,7 @@ class TrackState(NamedTuple):
   """State of :func:`track_gradients`."""
 
   tracked: Any
-  """``y`` (K, *params) per leaf, the tracked task gradients."""
+  """``y`` of shape ``(K, *params)`` per leaf, the tracked task gradients."""
   count: Array
   """Number of steps seen, int32."""
 

@@ -203,7 +203,7 @@ def came_grad(
   ``g_final = (1 - nu) u_en + nu g_joint`` where ``u_en = kappa ||g_joint||
   u_rect / ||u_rect||`` and ``u_rect = argmax_{||u - mu|| <= rho ||mu||} min_k
   <h_k, u>``; ``h_k = w_k g_k``, ``g_joint = sum_k h_k``, ``mu = g_joint / K``.
-  See :mod:`came_grad_jax.weightings._came` for the stages.
+  See :func:`came_grad_jax.weightings.came` and its stages for the equations.
 
   Args:
     rho: conflict radius (>= 0), a float, array or schedule of the step count.

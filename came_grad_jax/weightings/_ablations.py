@@ -1,12 +1,13 @@
 """CAME-Grad ablations: which of the stages S1 (rectify), S2 (inject energy), S3 (fuse) run.
 
-Each ablation composes the stage functions of :mod:`came_grad_jax.weightings._came`:
+Each ablation composes the stage functions :func:`~came_grad_jax.weightings.rectify`,
+:func:`~came_grad_jax.weightings.inject_energy` and :func:`~came_grad_jax.weightings.fuse`:
 
 * :func:`came_s1`: ``u_rect`` (CAGrad's direction with radius rho, without its rescale);
 * :func:`came_s1_s2`: ``u_en = kappa ||g_joint|| u_rect / ||u_rect||``;
 * :func:`came_s1_s3`: ``(1 - nu) u_rect + nu g_joint``;
 * :func:`came_stages`: any subset (S1 always runs; ``kappa`` / ``nu`` of None skip S2 / S3);
-  with both set it is the full method, :func:`~came_grad_jax.weightings._came`.
+  with both set it is the full method, :func:`~came_grad_jax.weightings.came`.
 """
 
 from __future__ import annotations

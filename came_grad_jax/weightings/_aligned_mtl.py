@@ -20,8 +20,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings._base import Weighting, check_gram
 from came_grad_jax._numerics import safe_divide
+from came_grad_jax.weightings._base import Weighting, check_gram
 
 Array = jax.Array
 Scale = Literal["min", "median", "rmse"]

@@ -20,8 +20,15 @@ import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._faces import all_supports, face_candidates, refine_support, select_best
-from came_grad_jax._numerics import (SMALL_K, is_negligible, norm_of, per_task, safe_divide,
-                                     task_sum, term_scale_sq)
+from came_grad_jax._numerics import (
+  SMALL_K,
+  is_negligible,
+  norm_of,
+  per_task,
+  safe_divide,
+  task_sum,
+  term_scale_sq,
+)
 from came_grad_jax._simplex import minimize_on_simplex
 from came_grad_jax.weightings._base import Weighting, check_gram
 
@@ -188,7 +195,7 @@ def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
   """CAGrad: ``d = mu + c ||mu|| h_alpha* / ||h_alpha*||``, divided by ``1 + c^2``.
 
   ``mu = (1/K) sum_k h_k`` and ``alpha*`` solves the dual above
-  (:func:`conflict_averse_direction`); ``rescale`` applies the ``1 / (1 + c^2)``
+  (``conflict_averse_direction``); ``rescale`` applies the ``1 / (1 + c^2)``
   factor of the authors' code. CAME-Grad's S1 is this direction with
   ``c = rho`` and no rescale.
 

@@ -21,11 +21,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import _hyperparams as hyperparams, _numerics as numerics
-from came_grad_jax.weightings._base import StatefulWeighting, check_gram
-from came_grad_jax.weightings._pcgrad import random_orders, visit_others
+from came_grad_jax import _hyperparams as hyperparams
+from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import safe_divide
 from came_grad_jax._random import as_key
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax.weightings._pcgrad import random_orders, visit_others
 
 Array = jax.Array
 
@@ -80,7 +81,7 @@ class GradVacState(NamedTuple):
 
 
 def gradvac(beta: float = 0.01, key: jax.Array | int = 0) -> StatefulWeighting:
-  """GradVac: ``c = A^T 1`` with ``A`` from :func:`vaccinate`, EMA targets in the state.
+  """GradVac: ``c = A^T 1`` with ``A`` from ``vaccinate``, EMA targets in the state.
 
   Args:
     beta: EMA rate of the cosine targets in [0, 1] (the paper's 1e-2).

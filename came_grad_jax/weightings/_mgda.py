@@ -14,9 +14,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax import _numerics as numerics, _simplex as simplex
-from came_grad_jax._faces import face_candidates, select_best
+from came_grad_jax import _numerics as numerics
+from came_grad_jax import _simplex as simplex
 from came_grad_jax._active_set import nonnegative_qp
+from came_grad_jax._faces import face_candidates, select_best
 from came_grad_jax._numerics import correlation
 from came_grad_jax.weightings._base import Weighting, check_gram
 
@@ -88,7 +89,7 @@ def _min_norm_by_duality(cosine: Array, norms: Array) -> tuple[Array, Array]:
 def min_norm_point(gram: Array, *, max_iter: int = 500) -> Array:
   """``alpha* = argmin_{alpha in simplex} alpha^T M alpha``: the min-norm point's weights.
 
-  K = 2 in closed form. Larger K by duality (:func:`_min_norm_by_duality`,
+  K = 2 in closed form. Larger K by duality (``_min_norm_by_duality``,
   exact); where that fails to certify optimality -- the min-norm point is 0 or
   indistinguishable from it -- by an iterative solve on the simplex. A zero
   gradient puts 0 in the hull: ``alpha*`` is then that task's vertex.

@@ -29,9 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax import _numerics as numerics
-from came_grad_jax._numerics import correlation
+from came_grad_jax._numerics import correlation, safe_divide
 from came_grad_jax.weightings._base import Weighting, check_gram
-from came_grad_jax._numerics import safe_divide
 
 Array = jax.Array
 

@@ -1,78 +1,126 @@
-"""Priority-constrained descent (PCD): the mean gradient, projected so that it conflicts
-with none of the *protected* (high-priority) tasks::
+"""Priority-constrained descent, PCD (Varam et al., "Not All Objectives Are Born Equal:
+Priority-Constrained Descent for Hierarchical Multi-Objective Optimization", TMLR 2026).
 
-    d = pi_{C_P}((1/K) sum_k h_k),    C_P = {x : <h_p, x> >= 0 for every p in P}.
+Task 1 is the primary objective, the others secondary. The update follows the
+primary gradient as closely as possible while every secondary task keeps a
+fraction ``tau`` of the progress of a step along its own normalised gradient::
 
-Between DualProj (every task protected) and linear scalarization (none): the
-other tasks may be traded off, the protected ones never lose to first order.
-As in :mod:`~came_grad_jax.weightings._upgrad`, the projection is computed in
-weights by Moreau's decomposition, ``d = sum_k (1/K) h_k + sum_{p in P} lambda*_p h_p``
-with ``lambda* = argmin_{lambda >= 0} ||mu + H_P^T lambda||^2``, an exact NNLS.
+    d~ = argmin_d 1/2 ||d - g~_1||^2   s.t.   <g~_j, d> >= tau ||g~_j||^2   (j >= 2),
+    d  = ||h_1|| d~ / ||d~||,
+
+with ``g~_k = s_k h_k``, ``s_k = 1 / sqrt(v^_k + eps)`` and ``v^`` the bias-corrected
+exponential moving average of ``||h_k||^2`` (decay ``beta``), kept in the state.
+By duality ``d~ = g~_1 + sum_j mu_j g~_j`` with ``mu = argmin_{mu >= 0} 1/2 mu^T G_ss mu
++ mu^T (G_s1 - tau diag G_ss)`` (``G`` the Gram matrix of the ``g~``), an exact
+non-negative QP. When the constraints cannot all hold (the QP is unbounded), they are
+dropped: ``d = h_1``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._active_set import nonnegative_qp
-from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax._numerics import correlation, norm_of, safe_divide
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram
 
 Array = jax.Array
 
 
-def pcd(protected: Sequence[int] = (0,)) -> Weighting:
-  """PCD: ``c = 1/K + lambda*`` (``lambda*`` non-zero only on the protected tasks).
+class PCDState(NamedTuple):
+  """State of :func:`pcd`."""
 
-  Args:
-    protected: indices of the tasks the update must not conflict with (the
-      high-priority tasks); by default the first task.
+  sq_norm_ema: Array
+  """``v`` (K,), the moving average of the squared task-gradient norms (not bias-corrected)."""
+  count: Array
+  """Number of steps seen, int32."""
 
-  Returns:
-    A function ``gram (K, K) -> coefficients (K,)``.
 
-  Raises:
-    ValueError: for an empty, repeated or negative index list, or (when
-      called) an index >= K.
+def priority_weights(gram: Array, tau: Array | float) -> Array:
+  """``[1, mu]``: the weights of ``d~ = g_1 + sum_j mu_j g_j`` for (normalised) gradients ``g``.
 
-  Notes:
-    This is the library's definition (the projection above). TorchJD lists a
-    "PCD" aggregator whose source was not available to check against here; port
-    with care. With every task protected it is :func:`dualproj`.
-
-  References:
-    Pierre Quinton, Valérian Rey, "Jacobian Descent for Multi-Objective
-    Optimization", arXiv:2406.16232, 2024 (dual-cone projections).
-    https://arxiv.org/abs/2406.16232
+  Returns ``[1, 0, ..., 0]`` (the primary gradient) when the constraints are infeasible.
 
   Example:
-    >>> m = jnp.array([[1.0, -1.0], [-1.0, 2.0]])  # <h1, mu> = 0: nothing to correct
-    >>> pcd((1,))(m)
-    Array([0.5, 0.5], dtype=float32)
-    >>> c = pcd((0,))(jnp.array([[1.0, -2.0], [-2.0, 9.0]]))  # <h1, mu> < 0: h1 added
-    >>> [round(float(x), 4) for x in c]
-    [1.0, 0.5]
+    >>> priority_weights(jnp.array([[1.0, -1.0], [-1.0, 1.0]]), 0.0)  # opposed: d~ = 0
+    Array([1., 1.], dtype=float32)
   """
-  index = np.asarray(protected)
-  if (index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer)
-      or np.any(index < 0) or len(set(index.tolist())) != index.size):
-    raise ValueError(f"protected must be distinct task indices >= 0, got {protected!r}")
+  k = gram.shape[0]
+  if k == 1:
+    return jnp.ones((1,), gram.dtype)
+  secondary = gram[1:, 1:]
+  cosine, norms = correlation(secondary)
+  linear = gram[1:, 0] - tau * jnp.diagonal(secondary)
+  # In z_j = ||g_j|| mu_j the QP matrix is the cosine matrix (well conditioned).
+  z, feasible = nonnegative_qp(cosine, safe_divide(linear, norms))
+  mu = jnp.where(feasible, safe_divide(z, norms), 0.0)
+  return jnp.concatenate([jnp.ones((1,), gram.dtype), mu])
 
-  def weighting(gram: Array) -> Array:
+
+def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8) -> StatefulWeighting:
+  """PCD: follow task 1, guarantee each other task ``tau`` of its normalised progress.
+
+  Args:
+    tau: the guaranteed fraction in [0, 1] (the paper's and TorchJD's 0.02).
+    beta: decay in [0, 1) of the moving average of squared gradient norms (0.999).
+    eps: added to the moving average before its inverse square root (1e-8).
+
+  Returns:
+    A :class:`StatefulWeighting` whose state is a :class:`PCDState`; the
+    coefficients make ``||d|| = ||h_1||`` (0 when ``h_1 = 0`` or ``d~`` cancels).
+
+  Raises:
+    ValueError: for a hyperparameter out of range, or (at ``init``) K unknown.
+
+  Notes:
+    Same problem and defaults as TorchJD's ``PCD(tau, beta, eps)`` (the first row is
+    the primary objective), solved here by the Lawson-Hanson active-set method on
+    the dual instead of Goldfarb-Idnani; TorchJD drops the constraints when the
+    primal is infeasible, as here. The rows here are the task-weighted ``h_k``,
+    whose weights cancel in the normalisation (up to ``eps``). Only a scalar
+    ``tau`` is taken.
+
+  References:
+    Dara Varam et al., "Not All Objectives Are Born Equal: Priority-Constrained Descent
+    for Hierarchical Multi-Objective Optimization", TMLR 2026.
+    https://openreview.net/forum?id=HT01yGHLEt
+
+  Example:
+    >>> w = pcd(tau=0.5, beta=0.0, eps=0.0)
+    >>> c, _ = w.apply(jnp.array([[1.0, -0.5], [-0.5, 1.0]]), w.init(2))
+    >>> [round(float(x), 4) for x in c]  # d = h1 + h2: <h2, d> = 1/2, ||d|| = ||h1||
+    [1.0, 1.0]
+  """
+  hyperparams.check_scalar("tau", tau, lower=0.0, upper=1.0)
+  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0)
+  if float(beta) >= 1.0:
+    raise ValueError(f"beta must be in [0, 1), got {beta}")
+  hyperparams.check_scalar("eps", eps, lower=0.0)
+
+  def init(num_tasks: int | None) -> PCDState:
+    if num_tasks is None:
+      raise ValueError("pcd needs the number of tasks at construction (its state holds the K "
+                       "moving averages of squared norms): pass task_weights or num_tasks=K")
+    return PCDState(jnp.zeros((num_tasks,)), jnp.zeros([], jnp.int32))
+
+  def apply(gram: Array, state: PCDState) -> tuple[Array, PCDState]:
     gram = check_gram(gram)
-    k = gram.shape[0]
-    if index.max() >= k:
-      raise ValueError(f"protected names task {int(index.max())} but K = {k}")
-    u = jnp.full((k,), 1.0 / k, gram.dtype)
-    sub = gram[np.ix_(index, index)]
-    cosine, norms = correlation(sub)
-    # In z = ||h_p|| lambda_p: minimise 1/2 z^T C z + z^T (M u)_P / ||h_p||.
-    z, _ = nonnegative_qp(cosine, safe_divide((gram @ u)[index], norms))
-    lam = safe_divide(z, norms)
-    return u.at[index].add(lam)
+    sq_norms = jnp.maximum(jnp.diagonal(gram), 0.0)
+    count = state.count + 1
+    ema = beta * state.sq_norm_ema.astype(gram.dtype) + (1.0 - beta) * sq_norms
+    debiased = ema / (1.0 - beta ** count.astype(gram.dtype))
+    denominator = jnp.sqrt(debiased + eps)
+    scales = safe_divide(1.0, denominator)
+    w = priority_weights(gram * jnp.outer(scales, scales), tau)
+    direction = w * scales  # d~ = sum_k w_k s_k h_k
+    length = norm_of(gram, direction)
+    coeffs = direction * safe_divide(jnp.sqrt(sq_norms[0]), length)
+    coeffs = jnp.where(sq_norms[0] > 0, coeffs, 0.0)
+    return coeffs, PCDState(ema.astype(state.sq_norm_ema.dtype),
+                            jnp.minimum(count, jnp.iinfo(jnp.int32).max))
 
-  return weighting
+  return StatefulWeighting(init, apply)

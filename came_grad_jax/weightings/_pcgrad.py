@@ -88,7 +88,7 @@ class PCGradState(NamedTuple):
 
 
 def pcgrad(key: jax.Array | int = 0) -> StatefulWeighting:
-  """PCGrad: ``c = A^T 1`` with ``A`` from :func:`project_conflicting` in random orders.
+  """PCGrad: ``c = A^T 1`` with ``A`` from ``project_conflicting`` in random orders.
 
   After visiting task j, ``<g_i, h_j> >= 0``; without conflicts ``c = 1``
   (linear scalarization). Each step draws fresh orders from the key in the
