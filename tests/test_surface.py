@@ -69,16 +69,20 @@ def test_non_finite_gradients_reach_the_update_under_jit(name):
   g = {"w": jnp.array([[1.0, 2.0, jnp.nan], [3.0, -1.0, 1.0], [0.5, 1.0, -2.0]])}
   g_ok = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.5, 1.0, -2.0]])}
   tx = cg.make_method(name, num_tasks=3)
+  # Methods that also take the task losses (GradNorm) get them as an extra argument.
+  extra = ({"losses": jnp.array([1.0, 0.5, 2.0])}
+           if isinstance(tx, optax.GradientTransformationExtraArgs) else {})
   state = tx.init(PARAMS)
-  out, new_state = jax.jit(tx.update)(g, state, PARAMS)
+  update = jax.jit(lambda u, s: tx.update(u, s, PARAMS, **extra))
+  out, new_state = update(g, state)
   assert not np.all(np.isfinite(out["w"]))
   # The state did not absorb the NaN: the next finite step is finite.
-  out2, _ = jax.jit(tx.update)(g_ok, new_state, PARAMS)
+  out2, _ = update(g_ok, new_state)
   assert np.all(np.isfinite(out2["w"]))
   # And apply_if_finite around the base optimizer skips the bad step.
   safe = optax.chain(tx, optax.apply_if_finite(optax.sgd(0.1), max_consecutive_errors=3))
   s = safe.init(PARAMS)
-  u, s = jax.jit(safe.update)(g, s, PARAMS)
+  u, s = jax.jit(lambda u, s: safe.update(u, s, PARAMS, **extra))(g, s)
   assert np.all(np.asarray(u["w"]) == 0) and int(s[1].notfinite_count) == 1
 
 
