@@ -18,7 +18,7 @@ SMOKE = configs.smoke()
 WEIGHTS = SMOKE.task_weights
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _data():
   return train.load_data(SMOKE)
 
