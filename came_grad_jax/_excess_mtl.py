@@ -76,7 +76,8 @@ def excess_mtl(step_size: float = 1e-2, task_weights: jax.typing.ArrayLike | Non
     LibMTL divides by the first step's estimates only from the second step on;
     here every step is normalised by them (the first step's weights stay 1).
     The update is the gradient of ``sum_k q_k w_k L_k``: LibMTL's convention
-    (weights summing to K). TorchJD 0.18 has no ExcessMTL.
+    (weights summing to K). TorchJD also ships an ExcessMTL aggregator; it was not
+    compared with this one.
 
   References:
     Yifei He, Shiji Zhou, Guojun Zhang, Hyokun Yun, Yi Xu, Belinda Zeng, Trishul

@@ -105,8 +105,8 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025, layer: LayerSelector = None,
     and ``W`` only chooses whose norms are balanced. Non-finite or non-positive
     losses skip the step (NaN update, state unchanged). The weights sum to K, as
     in the paper and LibMTL (whose weights are trained by the model's optimizer;
-    here by plain gradient descent with ``lr``). TorchJD 0.18 has no GradNorm
-    aggregator.
+    here by plain gradient descent with ``lr``). TorchJD also ships a GradNorm;
+    it was not compared with this one.
 
   References:
     Zhao Chen, Vijay Badrinarayanan, Chen-Yu Lee, Andrew Rabinovich, "GradNorm:

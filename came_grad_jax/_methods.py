@@ -279,7 +279,8 @@ def moco(beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0,
     LibMTL (after the authors) decays both step sizes as ``1 / t^0.5``, starts
     the tracked gradients at 0, normalises each task gradient to the task's loss
     before tracking and takes a softmax instead of the simplex projection; this
-    follows the paper's Algorithm 1 with constant steps. TorchJD 0.18 has no MoCo.
+    follows the paper's Algorithm 1 with constant steps. TorchJD also ships a MoCo
+    aggregator; it was not compared with this one.
 
   References:
     Heshan Fernando, Han Shen, Miao Liu, Subhajit Chaudhury, Keerthiram Murugesan,
@@ -309,7 +310,7 @@ def db_mtl(beta: float = 0.9, task_weights: TaskWeights = None, *,
 
   Notes:
     LibMTL starts the tracked gradients at 0 (the first step's are ``(1 - beta) g``);
-    here at the first gradients. TorchJD 0.18 has no DB-MTL.
+    here at the first gradients. The TorchJD sources checked have no DB-MTL.
 
   References:
     Baijiong Lin, Weisen Jiang, Feiyang Ye, Yu Zhang, Pengguang Chen, Ying-Cong Chen,

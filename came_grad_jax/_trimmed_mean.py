@@ -64,7 +64,7 @@ def trimmed_mean(trim_number: int = 1, task_weights: jax.typing.ArrayLike | None
     ValueError: for a bad ``trim_number``, or when K < 2t + 1.
 
   Notes:
-    Same as TorchJD 0.18's ``TrimmedMean(trim_number)`` on the rows
+    Same as TorchJD's ``TrimmedMean(trim_number)`` on the rows
     ``w_k g_k``: a mean (not a sum) of the kept values. It is a robust
     aggregator from distributed learning, included for comparison.
 

@@ -35,7 +35,7 @@ def gls() -> LossWeighting:
 
   Notes:
     LibMTL backpropagates ``(prod_k L_k)^(1/K)`` itself: the same gradient.
-    TorchJD 0.18 has no GLS.
+    The TorchJD sources checked have no GLS.
 
   References:
     Sumanth Chennupati, Ganesh Sistu, Senthil Yogamani, Samir A Rawashdeh,

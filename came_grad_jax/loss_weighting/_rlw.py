@@ -35,7 +35,7 @@ def rlw(key: jax.Array | int = 0) -> LossWeighting:
     A :class:`LossWeighting` whose state is an :class:`RLWState`.
 
   Notes:
-    The weights sum to 1 (LibMTL's and TorchJD 0.18's ``Random`` convention),
+    The weights sum to 1 (LibMTL's and TorchJD's ``Random`` convention),
     so the weighted loss is about ``1/K`` of the plain sum: scale the learning
     rate by K to compare with linear scalarization.
 

@@ -50,7 +50,7 @@ def stch(mu: float = 1.0, warmup_steps: int = 0) -> LossWeighting:
 
   Notes:
     With ``z = 1`` and ``mu = 1`` the weights are ``K / sum_j L_j`` for every task
-    (the sum of the losses, rescaled). TorchJD 0.18's ``STCH`` aggregator applies
+    (the sum of the losses, rescaled). TorchJD's ``STCH`` aggregator applies
     the same softmax to gradient norms (from the Gramian) instead of losses, with a
     nadir of gradient norms: a different method under the same name.
 

@@ -44,7 +44,7 @@ def config(preference: jax.typing.ArrayLike | None = None) -> Weighting:
     ValueError: if ``preference`` is not a finite vector or does not have K entries.
 
   Notes:
-    TorchJD 0.18's ``ConFIG(pref_vector)`` computes the same direction and the
+    TorchJD's ``ConFIG(pref_vector)`` computes the same direction and the
     length ``sum_k <g_k, t>`` from the rows it is given; here the rows are the
     task-weighted ``h_k = w_k g_k``, so task weights change the length (not the
     direction, which depends only on the unit gradients and ``p``).

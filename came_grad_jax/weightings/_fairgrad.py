@@ -118,7 +118,9 @@ def fairgrad(alpha: float = 2.0) -> Weighting:
     The authors (and LibMTL) solve the equation with SciPy's ``least_squares``
     from ``w = 1/K`` with bounds ``w >= 0``; this is the same equation solved to
     machine precision by Newton steps. Its solution is invariant to a task's
-    scale only for ``alpha = 1``. TorchJD 0.18 has no FairGrad.
+    scale only for ``alpha = 1``. TorchJD's ``FairGrad(alpha)`` solves the same
+    equation on its rows' Gramian the authors' way (no default ``alpha``; ``alpha = 0``
+    there gives uniform weights ``1/K``, refused here); here the rows are ``h_k = w_k g_k``.
 
   References:
     Hao Ban, Kaiyi Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024.

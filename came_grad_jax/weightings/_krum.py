@@ -42,7 +42,7 @@ def krum(n_byzantine: int = 0, n_selected: int = 1) -> Weighting:
     ValueError: for a bad hyperparameter, or (when called) K < f + 3 or K < m.
 
   Notes:
-    Same weights as TorchJD 0.18's ``KrumWeighting(n_byzantine, n_selected)``
+    Same weights as TorchJD's ``KrumWeighting(n_byzantine, n_selected)``
     (the mean of the selected rows). Krum is a robust aggregator for
     distributed learning, included for comparison: it picks some tasks'
     gradients and drops the others.

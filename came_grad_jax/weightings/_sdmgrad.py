@@ -58,7 +58,11 @@ def sdmgrad(lam: float = 0.3) -> Weighting:
     independent batches ``xi, xi'``, which makes the estimate unbiased. With
     one batch the problem is deterministic and this solves it exactly; for the
     double-sampling variant, call the weighting on the cross Gram matrix of two
-    batches yourself. TorchJD 0.18 has no SDMGrad.
+    batches yourself. TorchJD's ``SDMGradWeighting`` takes that cross matrix
+    ``J_1 J_2^T``, normalises it by its mean diagonal root, and takes 20 momentum
+    SGD steps (lr 10, momentum 0.5) on ``w``, warm-started from the previous call;
+    its returned weights ``(w + lambda / K) / (1 + lambda)`` are the same
+    convention as here, at the problem's solution.
 
   References:
     Peiyao Xiao, Hao Ban, Kaiyi Ji, "Direction-oriented Multi-objective Learning:
