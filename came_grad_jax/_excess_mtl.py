@@ -76,8 +76,10 @@ def excess_mtl(step_size: float = 1e-2, task_weights: jax.typing.ArrayLike | Non
     LibMTL divides by the first step's estimates only from the second step on;
     here every step is normalised by them (the first step's weights stay 1).
     The update is the gradient of ``sum_k q_k w_k L_k``: LibMTL's convention
-    (weights summing to K). TorchJD also ships an ExcessMTL aggregator; it was not
-    compared with this one.
+    (weights summing to K). TorchJD's ``ExcessMTL(robust_step_size=1.0,
+    n_warmup_steps=1)`` keeps the weights on the simplex (sum 1, so its update is
+    1/K of this one), holds them uniform for the warm-up steps, and takes their
+    mean risk as the baseline.
 
   References:
     Yifei He, Shiji Zhou, Guojun Zhang, Hyokun Yun, Yi Xu, Belinda Zeng, Trishul

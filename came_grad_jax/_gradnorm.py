@@ -105,8 +105,10 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025, layer: LayerSelector = None,
     and ``W`` only chooses whose norms are balanced. Non-finite or non-positive
     losses skip the step (NaN update, state unchanged). The weights sum to K, as
     in the paper and LibMTL (whose weights are trained by the model's optimizer;
-    here by plain gradient descent with ``lr``). TorchJD also ships a GradNorm;
-    it was not compared with this one.
+    here by plain gradient descent with ``lr``, clipped at 0). TorchJD's
+    ``GradNormWeighting(n_tasks, alpha)`` is the same Algorithm 1 (weights summing to
+    K) with the weights stepped by an external optimizer on ``balancing_loss()``
+    and norms from the Gramian it is given (all columns, or the rows you pass).
 
   References:
     Zhao Chen, Vijay Badrinarayanan, Chen-Yu Lee, Andrew Rabinovich, "GradNorm:
