@@ -217,10 +217,11 @@ def report(sweep: Sweep, *, compared: str = "came") -> Report:
     lines += ["", f"**{compared} minus {REFERENCE}**, paired 95% bootstrap interval "
               f"({config.bootstrap_samples} resamples of seeds, then of test studies within "
               "each seed):", "",
-              _row(["metric", REFERENCE, compared, "difference", "95% CI"]), "|---|---:|---:|---:|---:|"]
-    titles = dict(COLUMNS)
+              _row(["metric", REFERENCE, compared, "difference", "95% CI"]),
+              "|---|---:|---:|---:|---:|"]
+    titles: dict[str, str] = dict(COLUMNS)
     for key, ci in cis[compared].items():
-      lines.append(_row([titles.get(key, key), _cell(summary[REFERENCE], key),
+      lines.append(_row([titles.get(key) or key, _cell(summary[REFERENCE], key),
                          _cell(summary[compared], key), f"{ci['diff']:+.3f}",
                          stats.format_interval(ci["low"], ci["high"])]))
 
