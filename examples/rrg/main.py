@@ -41,6 +41,7 @@ _OVERRIDES = {
     "data": ("data", str), "ann": ("ann_path", str), "images": ("image_dir", str),
     "dataset": ("dataset", str), "labels": ("labels_path", str),
     "checkpoint": ("checkpoint_every", int), "bootstrap": ("bootstrap_samples", int),
+    "mesh": ("mesh", str),
 }
 
 
@@ -72,6 +73,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--checkpoint", type=int, metavar="EVERY",
                  help="save an Orbax checkpoint every EVERY steps and resume on rerun")
   p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the intervals")
+  p.add_argument("--mesh", help="train on a device mesh, e.g. data=2,fsdp=4 (batch over "
+                 "data x fsdp, parameters over fsdp; see examples/rrg/sharding.py)")
   p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
   return p.parse_args(argv)

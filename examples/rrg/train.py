@@ -349,6 +349,9 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   several steps alike) are tested. Writes
   ``curves.csv``, ``curves.json``, TensorBoard event files, ``reports.json`` (every test report
   next to its reference) and ``metrics.json`` under ``workdir/<method>_seed<seed>/``.
+  With ``config.mesh`` (``"data=D,fsdp=F"``) training runs on that device mesh, over every
+  process of ``jax.distributed`` (``sharding.py``, ``launch.py``); evaluation runs on each
+  process's full copy of the parameters.
 
   Args:
     config: a ``configs.Config``.
@@ -373,14 +376,25 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   train_split, val = splits["train"], splits["val"]
   eval_batch = min(config.eval_batch_size, len(val))
   model = create_model(config, tokenizer, train_split, config.seed)
-  optimizer = create_optimizer(config, model, method)
   weighting_state = (None if method.weighting is None
                      else method.weighting.init(len(config.tasks)))
   step_fn = step_function(config, method)
+  mesh = None
+  if config.mesh:  # parameters, optimizer state and batches split over devices
+    from examples.rrg import sharding  # pylint: disable=import-outside-toplevel
+    if config.checkpoint_every:
+      raise ValueError("checkpoints are not supported with a mesh (config.mesh)")
+    mesh = sharding.make_mesh(config.mesh)
+    optimizer, step_fn = sharding.distribute(
+        mesh, model, lambda: create_optimizer(config, model, method), step_fn)
+  else:
+    optimizer = create_optimizer(config, model, method)
 
   start, history, train_time = 0, [], 0.0
   val_curve, best = [], None  # best: (val CE-F1, step, host parameters)
-  stream = input_pipeline.train_iterator(train_split, config.batch_size, config.seed)
+  stream = (input_pipeline.train_iterator(train_split, config.batch_size, config.seed)
+            if mesh is None else
+            sharding.local_batches(train_split, config.batch_size, config.seed, mesh))
   manager = None
   if config.checkpoint_every:
     from examples.rrg import checkpoint  # pylint: disable=import-outside-toplevel
@@ -417,10 +431,11 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
       jax.block_until_ready(metrics)
       train_time += time.perf_counter() - t0
       t_eval = time.perf_counter()
-      score = validation_ce_f1(model, val, tokenizer, batch_size=eval_batch)
+      local = model if mesh is None else sharding.local_copy(model)
+      score = validation_ce_f1(local, val, tokenizer, batch_size=eval_batch)
       val_curve.append((step + 1, score))
       if best is None or score >= best[0]:  # ties: the later, more trained step
-        best = (score, step + 1, _params(model))
+        best = (score, step + 1, _params(local))
         if manager is not None:
           checkpoint.save(best_manager, step + 1, model, optimizer, data_seed=config.seed,
                           config=config)
@@ -437,6 +452,8 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
           "history": [{k: np.asarray(v).tolist() for k, v in h.items()} for h in history]})
   bar.close()
   history = jax.device_get(history)
+  if mesh is not None:
+    sharding.gather_model(model)  # test on each process's own full copy
   if manager is not None:
     manager.wait_until_finished()
     best_manager.wait_until_finished()
