@@ -23,8 +23,14 @@ import optax
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._gram import combine
 from came_grad_jax._numerics import compute_dtype, safe_divide
-from came_grad_jax._stacked import (all_finite, checked_num_tasks, per_task_sum,
-                                    required_num_tasks, skip_unless, weights_or_ones)
+from came_grad_jax._stacked import (
+  all_finite,
+  checked_num_tasks,
+  per_task_sum,
+  required_num_tasks,
+  skip_unless,
+  weights_or_ones,
+)
 
 Array = jax.Array
 
@@ -111,7 +117,7 @@ def excess_mtl(step_size: float = 1e-2, task_weights: jax.typing.ArrayLike | Non
     q = state.weights * jnp.exp(step_size * safe_divide(risks, initial, 1.0))
     q = k * q / jnp.sum(q)
     out = combine(updates, q * weights_or_ones(task_weights, k).astype(q.dtype))
-    new_state = ExcessMTLState(squares, q, initial, optax.safe_increment(state.count))
+    new_state = ExcessMTLState(squares, q, initial, jnp.asarray(optax.safe_increment(state.count)))
     return skip_unless(all_finite(updates), out, new_state, state)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -24,8 +24,14 @@ import optax
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._gram import combine
 from came_grad_jax._numerics import compute_dtype, safe_divide
-from came_grad_jax._stacked import (all_finite, checked_num_tasks, per_task_sum,
-                                    required_num_tasks, skip_unless, weights_or_ones)
+from came_grad_jax._stacked import (
+  all_finite,
+  checked_num_tasks,
+  per_task_sum,
+  required_num_tasks,
+  skip_unless,
+  weights_or_ones,
+)
 
 Array = jax.Array
 LayerSelector = str | Callable[[str], bool] | None
@@ -157,7 +163,7 @@ def gradnorm(alpha: float = 1.5, lr: float = 0.025, layer: LayerSelector = None,
     new_q = jnp.maximum(q - lr * jnp.sign(weighted - target) * norms, 0.0)
     total = jnp.sum(new_q)
     new_q = jnp.where(total > 0, k * safe_divide(new_q, total), q)
-    new_state = GradNormState(new_q, initial, optax.safe_increment(state.count))
+    new_state = GradNormState(new_q, initial, jnp.asarray(optax.safe_increment(state.count)))
     ok = all_finite(updates) & jnp.all(jnp.isfinite(losses)) & jnp.all(losses > 0)
     return skip_unless(ok, out, new_state, state)
 

@@ -16,8 +16,8 @@ import jax
 import optax
 
 from came_grad_jax import weightings
-from came_grad_jax._tracking import track_gradients
 from came_grad_jax._stacked import required_num_tasks
+from came_grad_jax._tracking import track_gradients
 from came_grad_jax._transform import aggregate
 from came_grad_jax.weightings._aligned_mtl import Scale
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 
@@ -37,7 +40,8 @@ def all_finite(tree) -> Array:
 
 def per_task_sum(tree) -> Array:
   """``sum`` over all but the leading (task) axis of every leaf, added up: (K,)."""
-  return sum(jnp.sum(x.reshape(x.shape[0], -1), axis=1) for x in jax.tree.leaves(tree))
+  parts = [jnp.sum(x.reshape(x.shape[0], -1), axis=1) for x in jax.tree.leaves(tree)]
+  return functools.reduce(operator.add, parts)
 
 
 def required_num_tasks(task_weights, num_tasks: int | None, name: str, holds: str) -> int:

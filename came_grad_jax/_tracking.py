@@ -83,7 +83,7 @@ def track_gradients(beta: float, num_tasks: int) -> optax.GradientTransformation
     ok = all_finite(updates)
     kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old).astype(old.dtype),
                         tracked, state.tracked)
-    count = jnp.where(ok, optax.safe_increment(state.count), state.count)
+    count = jnp.where(ok, jnp.asarray(optax.safe_increment(state.count)), state.count)
     return tracked, TrackState(kept, count)
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -101,6 +101,6 @@ def trimmed_mean(trim_number: int = 1, task_weights: jax.typing.ArrayLike | None
       h = leaf.astype(dtype) * weights.astype(dtype).reshape((k,) + (1,) * (leaf.ndim - 1))
       return trim_leaf(h, trim_number).astype(leaf.dtype)
 
-    return jax.tree.map(one, updates), TrimmedMeanState(optax.safe_increment(state.count))
+    return jax.tree.map(one, updates), TrimmedMeanState(jnp.asarray(optax.safe_increment(state.count)))
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -81,6 +81,6 @@ def stch(mu: float = 1.0, warmup_steps: int = 0) -> LossWeighting:
     scores = jax.nn.softmax((jnp.log(safe) - jnp.log(nadir)) / mu)
     weights = jnp.where(warming, 1.0, k * scores) / safe
     loss_sum = jnp.where(warming, state.loss_sum + losses, state.loss_sum)
-    return weights, STCHState(loss_sum, optax.safe_increment(state.count))
+    return weights, STCHState(loss_sum, jnp.asarray(optax.safe_increment(state.count)))
 
   return LossWeighting(init, _guarded(update, positive=True))
