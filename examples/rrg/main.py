@@ -77,6 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                  "data x fsdp, parameters over fsdp; see examples/rrg/sharding.py)")
   p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
+  p.add_argument("--tabulate", action="store_true", help="no training: rewrite the tables "
+                 "and files from the runs saved in OUT/sweep.pkl")
   return p.parse_args(argv)
 
 
@@ -120,9 +122,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"methods={config.methods} seeds={config.seeds} steps={config.num_steps} "
         f"backend={jax.default_backend()}", flush=True)
 
-  result = sweep.run(config, args.out, progress=not args.no_progress)
-  with open(os.path.join(args.out, "sweep.pkl"), "wb") as f:  # every run, to re-tabulate
-    pickle.dump(result, f)
+  saved = os.path.join(args.out, "sweep.pkl")  # every run, to re-tabulate with --tabulate
+  if args.tabulate:
+    if not os.path.exists(saved):
+      raise SystemExit(f"--tabulate: no {saved} (run the job into --out {args.out} first)")
+    with open(saved, "rb") as f:
+      result = pickle.load(f)
+    config = result.config
+  else:
+    result = sweep.run(config, args.out, progress=not args.no_progress)
+    with open(saved, "wb") as f:
+      pickle.dump(result, f)
   tables = sweep.report(result)
   machine = (f"{os.cpu_count()} CPU cores, {jax.default_backend()}, "
              f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -49,6 +49,10 @@ def test_smoke_end_to_end(tmp_path, capsys):
   with open(os.path.join(out_dir, "training_curves.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
+  # --tabulate rewrites the same tables from the saved runs, without training.
+  again = main.main(["--config", "smoke", "--out", out_dir, "--tabulate"])
+  assert again["summary"] == out["summary"] and again["intervals"] == out["intervals"]
+
 
 def test_flags_override_the_config():
   args = main.parse_args(["--steps", "40", "--lr", "0.01", "--batch-size", "4",
@@ -72,5 +76,7 @@ def test_bad_flags_fail_before_training(tmp_path):
     main.main(["--config", "smoke", "--data", "r2gen", "--out", str(tmp_path)])
   with pytest.raises(SystemExit, match="--seeds"):
     main.main(["--config", "smoke", "--seeds", "a,b", "--out", str(tmp_path)])
+  with pytest.raises(SystemExit, match="--tabulate"):
+    main.main(["--config", "smoke", "--tabulate", "--out", str(tmp_path / "empty")])
   with pytest.raises(SystemExit, match="task_weights"):
     main.main(["--config", "smoke", "--task-weights", "1,2", "--out", str(tmp_path)])

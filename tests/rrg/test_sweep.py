@@ -61,7 +61,7 @@ def test_report_has_sample_std_intervals_positives_and_timings():
   assert "| came |" in md and "CE-F1 macro − LS [95% CI]" in md and "±" in md
   assert "| Cardiomegaly | 1 |" in md  # one test study has it, next to its F1
   assert "| plain LS (one backward pass) | - | - | 5.0 | 1.00 |" in md
-  assert "| came | 3.0 ± 0.0 | 2.0 ± 1.0 | 20.0 | 4.00 |" in md  # step time ratio vs plain LS
+  assert "| came | 9.0 | 2.0 ± 1.0 | 20.0 | 4.00 |" in md  # step time ratio vs plain LS
 
 
 def test_conflict_knob_and_measurement():
