@@ -118,10 +118,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
   args = parse_args(argv)
   config = config_from_args(args)
   os.makedirs(args.out, exist_ok=True)
-  print(f"config={config.name} tasks={config.tasks} weights={config.task_weights} "
-        f"methods={config.methods} seeds={config.seeds} steps={config.num_steps} "
-        f"backend={jax.default_backend()}", flush=True)
-
   saved = os.path.join(args.out, "sweep.pkl")  # every run, to re-tabulate with --tabulate
   if args.tabulate:
     if not os.path.exists(saved):
@@ -129,7 +125,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with open(saved, "rb") as f:
       result = pickle.load(f)
     config = result.config
-  else:
+  print(f"config={config.name} tasks={config.tasks} weights={config.task_weights} "
+        f"methods={config.methods} seeds={config.seeds} steps={config.num_steps} "
+        f"backend={jax.default_backend()}", flush=True)
+  if not args.tabulate:
     result = sweep.run(config, args.out, progress=not args.no_progress)
     with open(saved, "wb") as f:
       pickle.dump(result, f)
