@@ -56,6 +56,7 @@ CLS_GROUPS = 6  # K = 8: nll, align and six observation groups
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4,
                 "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 _SHAPE = re.compile(r"\b(" + "|".join(_DTYPE_BYTES) + r")\[([0-9,]*)\]")
+_COMMENT = re.compile(r"/\*.*?\*/")
 _OP = re.compile(r"=\s*(?P<result>.*?)\s(?P<op>" + "|".join(KINDS) +
                  r")(?P<start>-start)?\((?P<operands>[^)]*)\)")
 
@@ -73,32 +74,38 @@ def _bytes(types: str) -> int:
 def collective_bytes(hlo: str) -> dict[str, dict[str, int]]:
   """``{kind: {"ops": count, "bytes": buffer bytes per device}}`` of an HLO module's text.
 
-  Operand types are read from the operand list when the text prints them (optimised HLO
-  does), else from the producing instruction's result type.
+  All-reduce, all-to-all and collective-permute results have their operands' shapes and an
+  all-gather's result is the gathered buffer, so those are read from the result type; a
+  reduce-scatter's operands are read from the operand list, or from the instructions that
+  produce them when the text prints operands by name (optimised HLO does). Async ``-start``
+  ops are read from their operands (their results also hold the output), ``-done`` ops not
+  at all.
 
   >>> text = '%x = f32[4,8]{1,0} parameter(0)\\n' \\
-  ...        '%r = f32[4,8]{1,0} all-reduce(f32[4,8]{1,0} %x), to_apply=%add'
+  ...        '%r = f32[4,8]{1,0} all-reduce(%x), to_apply=%add'
   >>> collective_bytes(text)["all-reduce"]
   {'ops': 1, 'bytes': 128}
   """
   result_types = {}
   for line in hlo.splitlines():
-    name, eq, rest = line.strip().partition(" = ")
+    name, eq, rest = line.strip().removeprefix("ROOT ").partition(" = ")
     if eq:
-      result_types[name.removeprefix("ROOT ").strip()] = rest.split(" ", 1)[0] if not \
-          rest.startswith("(") else rest[:rest.index(")") + 1]
+      result_types[name.strip()] = (rest[:rest.index(")") + 1] if rest.startswith("(")
+                                    else rest.split(" ", 1)[0])
   out = {kind: {"ops": 0, "bytes": 0} for kind in KINDS}
   for line in hlo.splitlines():
     m = _OP.search(line)
     if m is None:
       continue
-    operands = m["operands"]
-    if not _SHAPE.search(operands):  # operands printed by name only
-      operands = " ".join(result_types.get(o.strip(), "") for o in operands.split(","))
-    if m["op"] == "all-gather":
-      size = _bytes(m["result"]) - (_bytes(operands) if m["start"] else 0)
-    else:
+    if m["op"] == "reduce-scatter" or m["start"]:
+      operands = _COMMENT.sub("", m["operands"])
+      if not _SHAPE.search(operands):  # operands printed by name only
+        operands = " ".join(result_types.get(o.strip(), "") for o in operands.split(","))
       size = _bytes(operands)
+      if m["op"] == "all-gather":  # the start's result holds (operand, gathered output)
+        size = _bytes(m["result"]) - size
+    else:
+      size = _bytes(m["result"])
     out[m["op"]]["ops"] += 1
     out[m["op"]]["bytes"] += size
   return out

@@ -8,7 +8,7 @@ ratios measure what splitting the step costs (partitioning, collectives, per-dev
 not a speed-up; ``benchmarks/gpu_scaling.sh`` runs the same on real accelerators.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m benchmarks.bench_scaling
-  python -m benchmarks.bench_scaling --quick       # tiny models, 1 and 2 devices (the test)
+  python -m benchmarks.bench_scaling --quick --devices 1 2   # tiny models, seconds
 """
 
 from __future__ import annotations
@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  choices=list(bench_comm.METHODS))
   p.add_argument("--devices", type=int, nargs="+", default=list(DEVICES))
   args = common.parse(p, argv)
-  counts = [n for n in ([1, 2] if args.quick else args.devices) if n <= jax.device_count()]
-  skipped = sorted(set(args.devices) - set(counts)) if not args.quick else []
+  counts = [n for n in args.devices if n <= jax.device_count()]
+  skipped = sorted(set(args.devices) - set(counts))
   if skipped:
     print(f"only {jax.device_count()} devices: skipping {skipped}")
-  repeats = 1 if args.quick else args.repeats
+  repeats = args.repeats
   rows = []
   for name in args.models:
     problem = bench_comm.PROBLEMS[name](args.quick)
