@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -109,21 +110,34 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 Apply = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
+@functools.lru_cache(maxsize=None)
+def _initializer(width: int, hidden: int, canvas: int) -> tuple[Callable, Apply]:
+  """``(init(key) -> flat params, apply)`` of one model shape, compiled once per process."""
+
+  def build(key):
+    return nnx.split(SharedCNN(width, hidden, canvas, rngs=nnx.Rngs(key)), nnx.Param)
+
+  # One compiled initialisation for every seed, instead of an eager one compiled op by op.
+  init = jax.jit(lambda key: ravel_pytree(build(key)[1])[0])
+  graphdef, shapes = nnx.eval_shape(lambda: build(jax.random.key(0)))
+  _, unravel = ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
+
+  def apply(params, images):
+    return nnx.merge(graphdef, unravel(params))(images)
+
+  return init, apply
+
+
 def flat_model(config: Config, canvas: int, seed: int) -> tuple[Apply, jax.Array]:
   """``(apply, params)``: the seed's :class:`SharedCNN` with its parameters as one flat vector.
 
   ``apply(params, images)`` gives the two heads' logits. One (P,) vector instead of the
   model's 10 leaves: the same optimisation (Adam is elementwise, the methods see the
-  same Gram matrix) with ten times fewer kernels for XLA to compile per method.
+  same Gram matrix) with ten times fewer kernels for XLA to compile per method. The
+  parameters are those of ``SharedCNN(..., rngs=nnx.Rngs(seed))``.
   """
-  graphdef, params = nnx.split(
-      SharedCNN(config.width, config.hidden, canvas, rngs=nnx.Rngs(seed)), nnx.Param)
-  flat, unravel = ravel_pytree(params)
-
-  def apply(params, images):
-    return nnx.merge(graphdef, unravel(params))(images)
-
-  return apply, flat
+  init, apply = _initializer(config.width, config.hidden, canvas)
+  return apply, init(jax.random.key(seed))  # the key nnx.Rngs(seed) draws from
 
 
 def make_losses(apply: Apply) -> Callable[..., tuple[jax.Array, jax.Array]]:
