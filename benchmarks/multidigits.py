@@ -110,7 +110,7 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 Apply = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _initializer(width: int, hidden: int, canvas: int) -> tuple[Callable, Apply]:
   """``(init(key) -> flat params, apply)`` of one model shape, compiled once per process."""
 
@@ -497,7 +497,7 @@ def run(config: Config, methods: Sequence[str] | None = None, data: MultiDigits 
       step_fns[m] = compile_epoch(epoch, states[m])  # its key is in the closure: one per seed
     train_losses: dict[str, list] = {m: [] for m in methods}
     rng = np.random.default_rng([config.data_seed, seed])
-    for epoch in range(config.epochs):
+    for _ in range(config.epochs):
       batches = jnp.asarray(_batches(rng, config.num_train, config.batch_size))
       shift = rounds % len(methods)
       for m in methods[shift:] + methods[:shift]:  # rotate: no method always first
