@@ -37,12 +37,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import came_grad_jax as cg
 from benchmarks import common
 from benchmarks import model as transformer
-from examples.rrg import configs as rrg_configs, models as rrg_models, sharding
+from examples.rrg import configs as rrg_configs
+from examples.rrg import models as rrg_models
+from examples.rrg import sharding
 from examples.rrg import tasks as rrg_tasks
 
 KINDS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")

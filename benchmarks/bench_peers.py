@@ -18,9 +18,9 @@ import jax
 import numpy as np
 
 import came_grad_jax
-from came_grad_jax import weightings
 from benchmarks import common, peers
 from benchmarks.bench_transform import make_stacked
+from came_grad_jax import weightings
 
 DEFAULT_TASKS = (2, 4, 8)
 DEFAULT_SIZES = (10**5, 10**6)

@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import optax
 
 import came_grad_jax
-from came_grad_jax import weightings
 from benchmarks import common, model
+from came_grad_jax import weightings
 
 TASK_WEIGHTS = (1.0, 4.0, 1.0)
 

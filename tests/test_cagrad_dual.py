@@ -8,6 +8,7 @@ import pytest
 from came_grad_jax.weightings import _cagrad as cagrad_module
 from tests import reference
 
+
 def random_gram(k, seed, dim=12):
   h = np.random.default_rng(seed).normal(size=(k, dim))
   h += np.random.default_rng(seed + 1).normal() * h[0]

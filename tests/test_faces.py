@@ -1,6 +1,5 @@
 """The closed-form face minimisers behind S1 and MGDA: batched SPD solves, candidates, selection."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from came_grad_jax import _numerics as numerics, _simplex as simplex
+from came_grad_jax import _numerics as numerics
+from came_grad_jax import _simplex as simplex
 
 
 def test_projection_onto_simplex():

@@ -6,8 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from came_grad_jax import (AggregateState, aggregate, came_grad, value_and_task_grads,
-                           weightings)
+from came_grad_jax import AggregateState, aggregate, came_grad, value_and_task_grads, weightings
 from tests import mtl_checks, reference
 
 K = 3

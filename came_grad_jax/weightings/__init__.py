@@ -25,8 +25,8 @@ from came_grad_jax.weightings._krum import krum
 from came_grad_jax.weightings._linear import linear_scalarization
 from came_grad_jax.weightings._mgda import mgda, min_norm_point
 from came_grad_jax.weightings._modo import MoDoState, modo
-from came_grad_jax.weightings._pcd import pcd
 from came_grad_jax.weightings._nash_mtl import nash_mtl
+from came_grad_jax.weightings._pcd import pcd
 from came_grad_jax.weightings._pcgrad import PCGradState, pcgrad
 from came_grad_jax.weightings._sdmgrad import sdmgrad
 from came_grad_jax.weightings._upgrad import dual_cone_weights, upgrad

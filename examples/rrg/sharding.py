@@ -36,7 +36,8 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXES = ("data", "fsdp")
 BATCH_SPEC = P(AXES)  # the leading (batch) dimension over data x fsdp
@@ -165,7 +166,7 @@ def distribute(mesh: Mesh, model: nnx.Module, create_optimizer: Callable[[], nnx
   return optimizer, mesh_train_step(step, mesh)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mesh_train_step(step: Callable, mesh: Mesh) -> Callable:
   """``step(model, optimizer, *args) -> outputs`` with every result pinned to the mesh.
 

@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -18,7 +18,6 @@ import numpy as np
 from flax import nnx
 
 from examples.rrg import configs, input_pipeline, sharding, train
-from examples.rrg.models import ModelConfig
 
 # The paper's K = 2 setting ([nll, cls], weights [1, 4]) on the smallest model that still has
 # every part (two CNN stages, one decoder block): compilation dominates these tests.
@@ -30,12 +29,12 @@ TINY = dataclasses.replace(
 MIN_SIZE = 64  # shard every parameter of 64 scalars or more, so that the tiny model is split
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def data():
   return train.load_data(TINY)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def method(name: str) -> train.Method:
   return train.make_method(TINY, name)
 
@@ -61,7 +60,7 @@ def run(name: str, mesh=None, *, steps: int = TINY.num_steps, seed: int = 0):
   return np.stack(losses), model, optimizer
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference(name: str, steps: int = TINY.num_steps) -> tuple[np.ndarray, dict]:
   """``(losses, parameters)`` of the one-device run, computed once per test session."""
   losses, model, _ = run(name, steps=steps)

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 
 from examples.rrg import labeler
-from examples.rrg.labeler import (BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN,
-                                  findings_text, label_report, label_reports,
-                                  load_labels_file)
+from examples.rrg.labeler import (
+  BLANK,
+  NEGATIVE,
+  OBSERVATIONS,
+  POSITIVE,
+  UNCERTAIN,
+  findings_text,
+  label_report,
+  label_reports,
+  load_labels_file,
+)
 
 P, N, U = POSITIVE, NEGATIVE, UNCERTAIN
 

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from examples.rrg import input_pipeline, sharding
 from tests.rrg import mesh_run

@@ -8,8 +8,14 @@ import pytest
 
 from examples.rrg import metrics
 from examples.rrg.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
-from examples.rrg.metrics import (CE_COLUMNS, CE_F1_COLUMNS, CE_PER_OBSERVATION,
-                                  FIVE_OBSERVATIONS, clinical_efficacy, nlg_metrics)
+from examples.rrg.metrics import (
+  CE_COLUMNS,
+  CE_F1_COLUMNS,
+  CE_PER_OBSERVATION,
+  FIVE_OBSERVATIONS,
+  clinical_efficacy,
+  nlg_metrics,
+)
 
 needs_coco = pytest.mark.skipif(importlib.util.find_spec("pycocoevalcap") is None,
                                 reason="pycocoevalcap is not installed")

@@ -7,8 +7,7 @@ import pytest
 
 from examples.rrg import synthetic
 from examples.rrg.input_pipeline import Split, batches, synthetic_dataset
-from examples.rrg.labeler import (NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN,
-                                  label_reports)
+from examples.rrg.labeler import NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN, label_reports
 
 SHOWN = (POSITIVE, UNCERTAIN)
 
