@@ -65,6 +65,10 @@ class Config:
   num_test: int = 128
   image_size: int = 32
   max_len: int = 48
+  # Decoding of the test reports: 1 is greedy (the synthetic main job, for its CPU budget);
+  # the papers use beam search with 3 beams (the r2gen config). Val selection stays greedy.
+  beam_size: int = 1
+  length_penalty: float = 0.0
   data_seed: int = 0
   ann_path: str | None = None
   image_dir: str | None = None
@@ -97,7 +101,7 @@ class Config:
     if not 0.0 <= self.warmup_fraction < 1.0:
       raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
     for field in ("num_steps", "batch_size", "eval_every", "eval_batch_size", "log_every",
-                  "image_size", "max_len", "bootstrap_samples"):
+                  "image_size", "max_len", "bootstrap_samples", "beam_size"):
       if getattr(self, field) < 1:
         raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
     if self.learning_rate <= 0:
@@ -157,6 +161,7 @@ def r2gen() -> Config:
   """Real data (R2Gen layout): 2 views for IU X-Ray, longer reports, paths from the flags."""
   return dataclasses.replace(
       default(), name="r2gen", data="r2gen", max_len=60, num_steps=3000, batch_size=16,
+      beam_size=3,
       warmup_fraction=0.07, learning_rate=5e-4, image_size=128, eval_every=500, seeds=(0, 1, 2),
       model=ModelConfig(channels=(16, 32, 64, 96, 128), d_model=256, num_heads=4,
                         num_layers=3, mlp_dim=512, embed_dim=128))

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from examples.rrg import configs, models, plots, sweep
+from examples.rrg import configs, models, plots, r2gen, sweep
 
 # flag -> (Config field, type); None type: a comma-separated tuple
 _OVERRIDES = {
@@ -41,7 +41,8 @@ _OVERRIDES = {
     "data": ("data", str), "ann": ("ann_path", str), "images": ("image_dir", str),
     "dataset": ("dataset", str), "labels": ("labels_path", str),
     "checkpoint": ("checkpoint_every", int), "bootstrap": ("bootstrap_samples", int),
-    "mesh": ("mesh", str),
+    "mesh": ("mesh", str), "beam_size": ("beam_size", int),
+    "length_penalty": ("length_penalty", float),
 }
 
 
@@ -62,6 +63,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--nu", type=float, help="CAME-Grad nu")
   p.add_argument("--image-size", type=int)
   p.add_argument("--max-len", type=int, help="report tokens, BOS and EOS included")
+  p.add_argument("--beam-size", type=int, help="beam search width for the test reports "
+                 "(1: greedy; the papers use 3)")
+  p.add_argument("--length-penalty", type=float,
+                 help="beam score log p / len**penalty (0: R2Gen's, 1: Hugging Face's)")
   p.add_argument("--backbone", choices=sorted(models.BACKBONES), help="model backbone")
   p.add_argument("--eval-every", type=int, help="val evaluation (model selection) period")
   p.add_argument("--out", default="runs/rrg", help="output directory")
@@ -110,6 +115,13 @@ def config_from_args(args: argparse.Namespace) -> configs.Config:
     raise SystemExit("--seeds must not be empty")
   if config.data == "r2gen" and not (config.ann_path and config.image_dir):
     raise SystemExit("--data r2gen needs --ann PATH/annotation.json and --images DIR")
+  if config.data == "r2gen":
+    # R2Gen's per-dataset settings (IU X-Ray: max_len 60, min_count 3; MIMIC-CXR: 100, 10),
+    # unless --max-len says otherwise.
+    defaults = r2gen.DATASET_DEFAULTS[config.dataset]
+    config = dataclasses.replace(
+        config, min_count=defaults.min_count,
+        max_len=config.max_len if args.max_len is not None else defaults.max_len)
   return config
 
 

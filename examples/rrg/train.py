@@ -39,7 +39,7 @@ from flax import nnx
 
 import came_grad_jax as cg
 from examples.rrg import models
-from examples.rrg.decode import greedy_decode
+from examples.rrg.decode import generate
 from examples.rrg.tasks import (  # noqa: F401  (moved to tasks.py; kept importable here)
   BOS_ID,
   EOS_ID,
@@ -193,8 +193,11 @@ def step_function(config, method: Method) -> Callable:
 # Greedy decoding and evaluation
 # ------------------------------------------------------------------------------------------------
 def generate_reports(model: models.ReportGenerator, split, tokenizer, *, batch_size: int,
-                     max_len: int) -> list[str]:
-  """Greedy reports for every example of ``split`` (last batch padded to one compiled shape)."""
+                     max_len: int, beam_size: int = 1, length_penalty: float = 0.0) -> list[str]:
+  """Reports for every example of ``split``: greedy (``beam_size`` 1) or beam search.
+
+  The last batch is padded to one compiled shape.
+  """
   images = split.images
   n = images.shape[0]
   texts = []
@@ -203,7 +206,8 @@ def generate_reports(model: models.ReportGenerator, split, tokenizer, *, batch_s
     short = batch_size - chunk.shape[0]
     if short:
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
-    ids = np.asarray(greedy_decode(model, jnp.asarray(chunk), max_len=max_len))
+    ids = np.asarray(generate(model, jnp.asarray(chunk), max_len=max_len, beam_size=beam_size,
+                              length_penalty=length_penalty))
     texts.extend(tokenizer.decode(row) for row in ids[:batch_size - short])
   return texts
 
@@ -225,8 +229,8 @@ def validation_ce_f1(model: models.ReportGenerator, split, tokenizer, *,
 
 
 def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence[str] = TASKS,
-             batch_size: int = 64, temperature: float = 0.1,
-             meteor: bool = False) -> tuple[dict, list[str], Any]:
+             batch_size: int = 64, temperature: float = 0.1, meteor: bool = False,
+             beam_size: int = 1, length_penalty: float = 0.0) -> tuple[dict, list[str], Any]:
   """Report quality, clinical efficacy and task losses on ``split``.
 
   NLG metrics compare the generated reports with the tokenised-and-decoded references (what the
@@ -240,7 +244,8 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
   from examples.rrg import labeler, metrics, per_study  # pylint: disable=import-outside-toplevel
 
   hyps = generate_reports(model, split, tokenizer, batch_size=batch_size,
-                          max_len=split.tokens.shape[1])
+                          max_len=split.tokens.shape[1], beam_size=beam_size,
+                          length_penalty=length_penalty)
   refs = [tokenizer.decode(row) for row in split.tokens]
   hyp_labels = labeler.label_reports(hyps)
   results = dict(metrics.nlg_metrics(refs, hyps, meteor=meteor))
@@ -466,7 +471,8 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   results, hyps, outputs = evaluate(
       model, test, tokenizer, tasks=config.tasks, batch_size=min(config.eval_batch_size,
                                                                   len(test)),
-      temperature=config.temperature, meteor=config.meteor)
+      temperature=config.temperature, meteor=config.meteor, beam_size=config.beam_size,
+      length_penalty=config.length_penalty)
   eval_time += time.perf_counter() - t_eval
   stacked = {k: np.stack([np.asarray(h[k]) for h in history]) for k in (history[0] if history
                                                                           else {})}

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 import came_grad_jax
-from examples.rrg import configs, input_pipeline, train
+from examples.rrg import configs, decode, input_pipeline, train
 
 # Everything runs at the shapes of the `smoke` config.
 SMOKE = configs.smoke()
@@ -235,7 +235,7 @@ def test_greedy_decode_matches_teacher_forced_argmax():
   test = _data()[0]["test"]
   images = jnp.asarray(test.images[:SMOKE.eval_batch_size])  # the shape evaluation compiles
   max_len = test.tokens.shape[1]
-  out = np.asarray(train.greedy_decode(model, images, max_len=max_len))
+  out = np.asarray(decode.greedy_decode(model, images, max_len=max_len))
   assert out.shape == (images.shape[0], max_len) and np.all(out[:, 0] == train.BOS_ID)
   teacher_forced = nnx.jit(lambda m, images, tokens: jnp.argmax(
       m.decode(tokens, m.encode_images(images)[0]), -1))
