@@ -121,7 +121,7 @@ class LeanTest(chex.TestCase):
     as_tuple = lambda p, z, *b: tuple(heads(p, z, *b))
     want = came_grad_jax.representation_value_and_grad(encode, heads)(params, *batch)
     got = jax.jit(came_grad_jax.representation_value_and_grad(encode, as_tuple))(params, *batch)
-    mtl_checks.assert_close_to_norm(got, want, 1e-5)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
 
   def test_has_aux(self):
     params, batch = init_params(), make_batch()
