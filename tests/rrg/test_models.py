@@ -87,6 +87,6 @@ def test_default_model_size_fits_the_main_job(backbone, encoder):
   cfg = configs.default().model
   cfg = ModelConfig(**{**cfg.__dict__, "vocab_size": 300, "encoder": encoder})
   model = nnx.eval_shape(lambda: models.build_model(cfg, backbone, rngs=nnx.Rngs(0)))  # no FLOPs
-  assert 0.3e6 < count_params(model) < 1.5e6
+  assert 0.05e6 < count_params(model) < 1.5e6  # the default is sized for 5 seeds on 2 CPU cores
   # Only parameters: no batch statistics, RNG streams or caches to checkpoint separately.
   assert not jax.tree.leaves(nnx.state(model, nnx.Not(nnx.Param)))
