@@ -1,4 +1,4 @@
-"""Float64 NumPy references written from DESIGN.md's equations, for the tests.
+"""Float64 NumPy references written from docs/design.md's equations, for the tests.
 
 Independent of the library: S1's dual is solved here by SciPy's SLSQP from
 several starts, then polished by solving the KKT system on the optimal support
@@ -119,7 +119,7 @@ def _kink_point(gram, support):
 
 def came_update(h: np.ndarray, rho: float, kappa: float, nu: float,
                 noise: float = 1e-12) -> np.ndarray:
-  """g_final for task-weighted gradients h (K, P), following DESIGN.md literally."""
+  """g_final for task-weighted gradients h (K, P), following docs/design.md literally."""
   return _came_update(h.tobytes(), h.shape, rho, kappa, nu, noise).copy()
 
 

@@ -18,7 +18,7 @@ def ablations(gram):
 
 
 def rectified(h: np.ndarray, rho: float) -> np.ndarray:
-  """``u_rect = mu + rho ||mu|| h_alpha* / ||h_alpha*||`` (DESIGN.md, S1), float64."""
+  """``u_rect = mu + rho ||mu|| h_alpha* / ||h_alpha*||`` (docs/design.md, S1), float64."""
   mu = h.mean(0)
   if rho == 0 or not np.any(mu):
     return mu

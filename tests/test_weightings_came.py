@@ -1,4 +1,4 @@
-"""CAME-Grad's weighting and its stages against float64 NumPy references and DESIGN.md's properties."""
+"""CAME-Grad's weighting and its stages against float64 NumPy references and docs/design.md's properties."""
 
 import jax
 import jax.numpy as jnp
