@@ -54,6 +54,11 @@ class Split:
   the generated reports, which equal `tokens` decoded unless longer than T - 2 words (none is
   at the default lengths; see `synthetic_dataset`)."""
   ids: list[str]
+  ce_labels: np.ndarray | None = None
+  """int32 (N, 14) or None: the reference labels clinical efficacy compares the generated
+  reports' labels with. They must come from the labeler that labels the generated reports (the
+  rule-based one), so with an external labels file (`load_r2gen`'s `labels_path`, which sets
+  `labels`, the cls task's targets) they are the rule-based labels of `reports`. None: `labels`."""
 
   def __post_init__(self):
     n = len(self.ids)
@@ -64,12 +69,20 @@ class Split:
     if self.labels.shape != (n, len(OBSERVATIONS)):
       raise ValueError(f"labels must have shape ({n}, {len(OBSERVATIONS)}), "
                        f"got {self.labels.shape}")
+    if self.ce_labels is not None and self.ce_labels.shape != self.labels.shape:
+      raise ValueError(f"ce_labels must have shape {self.labels.shape}, "
+                       f"got {self.ce_labels.shape}")
     lengths = {len(self.images), len(self.tokens), len(self.reports), n}
     if len(lengths) != 1:
       raise ValueError(f"fields must have the same length, got {sorted(lengths)}")
 
   def __len__(self) -> int:
     return len(self.ids)
+
+  @property
+  def reference_labels(self) -> np.ndarray:
+    """The labels clinical efficacy scores against (`ce_labels`, else `labels`)."""
+    return self.labels if self.ce_labels is None else self.ce_labels
 
 
 def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 128, *,
@@ -131,8 +144,12 @@ def load_r2gen(ann_path: str | os.PathLike, image_dir: str | os.PathLike, *,
     min_count: vocabulary frequency threshold; None: R2Gen's (3 for IU X-Ray, 10 for
       MIMIC-CXR).
     labels_path: optional CSV of an external labeler (e.g. CheXbert) with an "id" column,
-      read by `load_labels_file`, replacing the rule-based labels; those labels are of
-      whatever text the external labeler read (usually the full report).
+      read by `load_labels_file`: the cls task's targets (`Split.labels`); those labels are of
+      whatever text the external labeler read (usually the full report). Clinical efficacy
+      still compares rule-based labels on both sides (`Split.ce_labels`), since the generated
+      reports can only be labelled by the rule-based labeler here; to score both sides with
+      the external labeler, label the written `reports.json` with it and run
+      `python -m examples.rrg.score --hyp-labels ... --ref-labels ...`.
     check_files: check that every image exists before returning (see `r2gen.ImageFiles`).
 
   Returns:
@@ -162,11 +179,12 @@ def load_r2gen(ann_path: str | os.PathLike, image_dir: str | os.PathLike, *,
     ids = [r.id for r in records[name]]
     tokens = tokenizer.encode_batch(cleaned[name], max_len)
     references = tokenizer.decode_batch(tokens)
-    labels = (load_labels_file(labels_path, ids) if labels_path is not None
-              else label_reports(references))
+    rule_based = label_reports(references)
+    external = load_labels_file(labels_path, ids) if labels_path is not None else None
     splits[name] = Split(
         images=r2gen.ImageFiles(records[name], image_dir, image_size, check_files=check_files),
-        tokens=tokens, labels=labels, reports=references, ids=ids)
+        tokens=tokens, labels=rule_based if external is None else external,
+        reports=references, ids=ids, ce_labels=None if external is None else rule_based)
   return splits, tokenizer
 
 

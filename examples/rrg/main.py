@@ -74,7 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--ann", help="R2Gen annotation.json (with --data r2gen)")
   p.add_argument("--images", help="R2Gen image directory (with --data r2gen)")
   p.add_argument("--dataset", choices=("iu_xray", "mimic_cxr"), help="R2Gen dataset layout")
-  p.add_argument("--labels", help="CSV of reference labels from an external labeler")
+  p.add_argument("--labels", help="CSV of an external labeler's labels (e.g. CheXbert): the cls "
+                 "task's targets; CE still labels both sides with the rule-based labeler "
+                 "(score reports.json with examples.rrg.score for the external one)")
   p.add_argument("--checkpoint", type=int, metavar="EVERY",
                  help="save an Orbax checkpoint every EVERY steps and resume on rerun")
   p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the intervals")

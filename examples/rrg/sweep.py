@@ -271,4 +271,14 @@ def _footer(sweep: Sweep, n_seeds: int) -> str:
           f"`{config.name}`: tasks {list(config.tasks)}, weights {list(config.task_weights)}, "
           f"{config.num_steps} steps of batch {config.batch_size}, model selected on val "
           f"CE-F1 every {config.eval_every} steps, {run0.num_params:,} parameters; "
-          f"{len(run0.outputs)} test studies; sweep wall time {sweep.wall_time:.0f} s.")
+          f"{len(run0.outputs)} test studies; sweep wall time {sweep.wall_time:.0f} s."
+          + _labeler_note(config))
+
+
+def _labeler_note(config) -> str:
+  """Which labeler read each side of the CE tables (never a mix)."""
+  if not config.labels_path:
+    return " CE: both sides labelled by the rule-based labeler."
+  return (f" CE: both sides labelled by the rule-based labeler; the cls task trained on "
+          f"{config.labels_path}. To score with that labeler, label each run's reports.json "
+          "with it and run python -m examples.rrg.score --hyp-labels ... --ref-labels ....")

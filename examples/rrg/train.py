@@ -224,8 +224,8 @@ def validation_ce_f1(model: models.ReportGenerator, split, tokenizer, *,
 
   hyps = generate_reports(model, split, tokenizer, batch_size=batch_size,
                           max_len=split.tokens.shape[1])
-  return metrics.clinical_efficacy(np.asarray(split.labels), labeler.label_reports(hyps),
-                                   per_observation=False)["ce_f1"]
+  return metrics.clinical_efficacy(np.asarray(split.reference_labels),
+                                   labeler.label_reports(hyps), per_observation=False)["ce_f1"]
 
 
 def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence[str] = TASKS,
@@ -249,7 +249,7 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
   refs = [tokenizer.decode(row) for row in split.tokens]
   hyp_labels = labeler.label_reports(hyps)
   results = dict(metrics.nlg_metrics(refs, hyps, meteor=meteor))
-  results.update(metrics.clinical_efficacy(np.asarray(split.labels), hyp_labels))
+  results.update(metrics.clinical_efficacy(np.asarray(split.reference_labels), hyp_labels))
   # Task losses on the split, averaged over full batches.
   n = (split.images.shape[0] // batch_size) * batch_size
   if n:
@@ -262,7 +262,8 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
     ]
     for task, value in zip(tasks, np.mean(per_batch, axis=0)):
       results[f"loss_{task}"] = float(value)
-  outputs = per_study.study_outputs(refs, hyps, np.asarray(split.labels), hyp_labels)
+  outputs = per_study.study_outputs(refs, hyps, np.asarray(split.reference_labels),
+                                    hyp_labels)
   return results, hyps, outputs
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from examples.rrg import r2gen
 from examples.rrg.input_pipeline import load_r2gen
-from examples.rrg.labeler import OBSERVATIONS, POSITIVE, label_report
+from examples.rrg.labeler import OBSERVATIONS, POSITIVE, label_report, label_reports
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -248,6 +248,14 @@ def test_load_r2gen_with_external_labels(tmp_path):
   splits, _ = load_r2gen(ann_path, image_dir, image_size=4, labels_path=labels_path)
   assert (splits["test"].labels[:, 0] == POSITIVE).all()
   assert (splits["test"].labels[:, 1:] == 0).all()
+  # CE never mixes labelers: the generated reports are labelled by the rule-based labeler, so
+  # the references it scores against are the rule-based labels of the same reference text.
+  for split in splits.values():
+    np.testing.assert_array_equal(split.reference_labels, label_reports(split.reports))
+    assert not np.array_equal(split.reference_labels, split.labels)
+  plain, _ = load_r2gen(ann_path, image_dir, image_size=4)
+  assert plain["test"].ce_labels is None
+  np.testing.assert_array_equal(plain["test"].reference_labels, plain["test"].labels)
 
 
 # ------------------------------------------------------------------------------------------------
