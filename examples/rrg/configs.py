@@ -70,6 +70,8 @@ class Config:
   beam_size: int = 1
   length_penalty: float = 0.0
   data_seed: int = 0
+  # Grain worker processes reading the training batches (0: threads of the training process).
+  workers: int = 0
   ann_path: str | None = None
   image_dir: str | None = None
   dataset: str = "iu_xray"
@@ -104,6 +106,8 @@ class Config:
                   "image_size", "max_len", "bootstrap_samples", "beam_size"):
       if getattr(self, field) < 1:
         raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+    if self.workers < 0:
+      raise ValueError(f"workers must be >= 0, got {self.workers}")
     if self.learning_rate <= 0:
       raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
     if any(w <= 0 for w in self.ls_tune_grid):

@@ -42,7 +42,7 @@ _OVERRIDES = {
     "dataset": ("dataset", str), "labels": ("labels_path", str),
     "checkpoint": ("checkpoint_every", int), "bootstrap": ("bootstrap_samples", int),
     "mesh": ("mesh", str), "beam_size": ("beam_size", int),
-    "length_penalty": ("length_penalty", float),
+    "length_penalty": ("length_penalty", float), "workers": ("workers", int),
 }
 
 
@@ -68,6 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--length-penalty", type=float,
                  help="beam score log p / len**penalty (0: R2Gen's, 1: Hugging Face's)")
   p.add_argument("--backbone", choices=sorted(models.BACKBONES), help="model backbone")
+  p.add_argument("--workers", type=int, help="Grain worker processes reading training "
+                 "batches (default 0: threads of the training process)")
   p.add_argument("--eval-every", type=int, help="val evaluation (model selection) period")
   p.add_argument("--out", default="runs/rrg", help="output directory")
   p.add_argument("--data", choices=("synthetic", "r2gen"))

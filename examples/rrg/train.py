@@ -398,7 +398,8 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
 
   start, history, train_time = 0, [], 0.0
   val_curve, best = [], None  # best: (val CE-F1, step, host parameters)
-  stream = (input_pipeline.train_iterator(train_split, config.batch_size, config.seed)
+  stream = (input_pipeline.train_iterator(train_split, config.batch_size, config.seed,
+                                          workers=config.workers)
             if mesh is None else
             sharding.local_batches(train_split, config.batch_size, config.seed, mesh))
   manager = None
@@ -457,6 +458,8 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
           "best_val": None if best is None else best[0],
           "history": [{k: np.asarray(v).tolist() for k, v in h.items()} for h in history]})
   bar.close()
+  if hasattr(stream, "close"):  # stops Grain's reader threads and worker processes
+    stream.close()
   history = jax.device_get(history)
   if mesh is not None:
     sharding.gather_model(model)  # test on each process's own full copy
