@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tests import conftest
 from tests.rrg import mesh_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,8 @@ def _free_port() -> int:
 
 def test_two_processes_match_one_device(tmp_path):
   out = tmp_path / "result.npz"
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+  env = {**os.environ,
+         "XLA_FLAGS": f"--xla_force_host_platform_device_count=4 {conftest.TEST_XLA_FLAGS}",
          "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
   port = _free_port()
   procs = [subprocess.Popen(
