@@ -38,9 +38,9 @@ def columns(history: Mapping[str, np.ndarray], tasks: Sequence[str]) -> dict[str
     if key in _PER_TASK and values.ndim == 2 and values.shape[1] == k:
       for t, task in enumerate(tasks):
         out[f"{_PER_TASK[key]}/{task}"] = values[:, t]
-    elif key == "cosine" and values.shape[1:] == (k, k):
+    elif key in ("cosine", "encoder_cosine") and values.shape[1:] == (k, k):
       for i, j in itertools.combinations(range(k), 2):
-        out[f"cosine/{tasks[i]}-{tasks[j]}"] = values[:, i, j]
+        out[f"{key}/{tasks[i]}-{tasks[j]}"] = values[:, i, j]
     elif values.ndim == 1:
       out[key] = values
     else:

@@ -146,7 +146,20 @@ def gradient_step(model: models.ReportGenerator, optimizer: nnx.Optimizer, batch
 
   losses, task_grads = cg.value_and_task_grads(losses_of, vectorize=False)(params)
   optimizer.update(model, task_grads)
-  return {"losses": losses, **diagnostics_of(optimizer)}
+  return {"losses": losses, "encoder_cosine": _cosine(cg.gram(task_grads["encoder"])),
+          **diagnostics_of(optimizer)}
+
+
+def _cosine(gram: jax.Array) -> jax.Array:
+  """Cosines ``M_ij / sqrt(M_ii M_jj)`` of a Gram matrix (0 where a gradient is zero).
+
+  ``encoder_cosine`` is that of the task gradients on the shared image encoder alone, the one
+  part of the model every task's gradient reaches: the method's ``cosine`` diagnostic is over
+  every parameter, where the task-specific ones (the decoder, the heads) pull it towards 0.
+  """
+  norms = jnp.sqrt(jnp.diag(gram))
+  denominator = norms[:, None] * norms[None, :]
+  return jnp.where(denominator > 0, gram / jnp.where(denominator > 0, denominator, 1.0), 0.0)
 
 
 @nnx.jit(static_argnames=("tasks", "temperature", "task_weights", "weighting"))

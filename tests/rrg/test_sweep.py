@@ -29,7 +29,7 @@ def _run(method, seed, ce_shift=0, steps=4):
       method=method, seed=seed, task_weights=(1.0, 4.0),
       metrics={**per_study.resampled_metrics(outputs, np.arange(4)),
                **metrics.clinical_efficacy(ref_labels, hyp_labels), "loss_nll": rng.random()},
-      history={"losses": rng.random((steps, 2)), "cosine": cosine,
+      history={"losses": rng.random((steps, 2)), "cosine": cosine, "encoder_cosine": -cosine,
                "diffusion_decay": np.full(steps, 0.8), "drift_deg": np.full(steps, 5.0)},
       val_curve=[(2, 0.1), (4, 0.2)], selected_step=4, train_time=1.0 + seed,
       compile_time=3.0, step_time=0.01 * (2 if method == "came" else 1), eval_time=0.5,
@@ -72,4 +72,40 @@ def test_conflict_knob_and_measurement():
   measured = conflict.measured_conflict([_run("ls", 0), _run("ls", 1)], ("nll", "cls"),
                                         warmup_steps=1)
   assert measured == pytest.approx({"cosine": -0.2, "negative_fraction": 1.0,
+                                    "encoder_cosine": 0.2, "encoder_negative_fraction": 0.0,
                                     "diffusion_decay": 0.8, "drift_deg": 5.0})
+
+
+def test_mismatch_knob_moves_a_fraction_of_the_training_labels():
+  splits, tokenizer = train.load_data(dataclasses.replace(SMOKE, num_train=40))
+  train_labels = splits["train"].labels
+  assert conflict.mismatch_labels(splits, 0.0)["train"].labels.tolist() == train_labels.tolist()
+  half = conflict.mismatch_labels(splits, 0.5, seed=1)
+  changed = (half["train"].labels != train_labels).any(axis=1)
+  assert 0 < changed.sum() <= 20  # 20 studies drew another study's labels (some equal theirs)
+  # Every new row is some training study's labels; val and test are untouched.
+  rows = {tuple(r) for r in train_labels.tolist()}
+  assert all(tuple(r) in rows for r in half["train"].labels.tolist())
+  assert half["val"] is splits["val"] and half["test"] is splits["test"]
+  assert half["train"].reports == splits["train"].reports  # the report still describes the image
+  config, data = conflict.setting(SMOKE, (splits, tokenizer), "mismatch", 0.5)
+  assert config.name == "smoke-mismatch0.5" and data[1] is tokenizer
+  config, data = conflict.setting(SMOKE, (splits, tokenizer), "width", 2)
+  assert config.model.channels == (2, 4, 8) and data[0] is splits
+  with pytest.raises(ValueError, match="mismatch"):
+    conflict.mismatch_labels(splits, 1.5)
+  with pytest.raises(ValueError, match="knob"):
+    conflict.setting(SMOKE, (splits, tokenizer), "noise", 0.1)
+
+
+def test_conflict_table_and_figure(tmp_path):
+  measured = conflict.measured_conflict([_run("ls", 0)], ("nll", "cls"), warmup_steps=1)
+  ci = {"diff": 0.05, "low": -0.01, "high": 0.12}
+  rows = [{"knob": "mismatch", "value": v, "channels": [16, 32, 64], "num_params": 1234,
+           "ls": measured, "came": measured, "ce_f1": {"ls": (0.1, 0.02, 3), "came": (0.2, None, 1)},
+           "intervals": {"ce_f1": ci, "BLEU_4": ci}} for v in (0.0, 0.5)]
+  md = conflict.table(rows)
+  assert "| mismatch 0.5 | 1,234 | +0.200 | 0% | -0.200 | 0.800 | 5.0 | 0.100 ± 0.020 | 0.200 |" in md
+  assert "+0.050 [-0.010, +0.120]" in md
+  conflict.plot(rows, str(tmp_path / "conflict.png"))
+  assert (tmp_path / "conflict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
