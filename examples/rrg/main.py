@@ -68,6 +68,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--length-penalty", type=float,
                  help="beam score log p / len**penalty (0: R2Gen's, 1: Hugging Face's)")
   p.add_argument("--backbone", choices=sorted(models.BACKBONES), help="model backbone")
+  p.add_argument("--encoder", choices=sorted(models.ENCODERS), help="image encoder")
+  p.add_argument("--encoder-checkpoint", metavar="PATH", help="initialise the image encoder "
+                 "from a local .npz file or Orbax directory (models/pretrained.py)")
   p.add_argument("--workers", type=int, help="Grain worker processes reading training "
                  "batches (default 0: threads of the training process)")
   p.add_argument("--eval-every", type=int, help="val evaluation (model selection) period")
@@ -110,8 +113,14 @@ def config_from_args(args: argparse.Namespace) -> configs.Config:
     changes["task_weights"] = _numbers(args.task_weights, float, "--task-weights")
   if args.meteor:
     changes["meteor"] = True
+  model_changes = {field: value for field, value in (
+      ("encoder", args.encoder), ("encoder_checkpoint", args.encoder_checkpoint))
+      if value is not None}
   try:
     config = dataclasses.replace(configs.get_config(args.config), **changes)
+    if model_changes:
+      config = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                     **model_changes))
     config = dataclasses.replace(config, methods=sweep.method_list(config.methods))
   except ValueError as e:
     raise SystemExit(str(e)) from None

@@ -67,6 +67,11 @@ def test_flags_override_the_config():
   assert (config.image_size, config.max_len, config.seeds) == (32, 20, (3, 4))
   assert {"ls", "came", "cagrad", "famo", "dwa", "uncertainty", "ls_tuned"} <= set(
       config.methods)
+  config = main.config_from_args(main.parse_args(
+      ["--backbone", "promptmrg", "--encoder", "resnet", "--encoder-checkpoint", "enc.npz"]))
+  assert config.backbone == "promptmrg" and config.model.encoder == "resnet"
+  assert config.model.encoder_checkpoint == "enc.npz"
+  assert main.config_from_args(main.parse_args([])).model.encoder == "cnn"
 
 
 def test_bad_flags_fail_before_training(tmp_path):
