@@ -267,7 +267,8 @@ def _row(cells: Sequence[str]) -> str:
 def _footer(sweep: Sweep, n_seeds: int) -> str:
   config, run0 = sweep.config, sweep.runs[0]
   spread = "mean ± sample std (ddof=1)" if n_seeds > 1 else "one seed, no std"
-  return (f"{n_seeds} seeds ({', '.join(map(str, config.seeds))}), {spread}; config "
+  seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''} ({', '.join(map(str, config.seeds))})"
+  return (f"{seeds}, {spread}; config "
           f"`{config.name}`: tasks {list(config.tasks)}, weights {list(config.task_weights)}, "
           f"{config.num_steps} steps of batch {config.batch_size}, model selected on val "
           f"CE-F1 every {config.eval_every} steps, {run0.num_params:,} parameters; "
