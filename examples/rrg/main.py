@@ -121,7 +121,11 @@ def config_from_args(args: argparse.Namespace) -> configs.Config:
     if model_changes:
       config = dataclasses.replace(config, model=dataclasses.replace(config.model,
                                                                      **model_changes))
-    config = dataclasses.replace(config, methods=sweep.method_list(config.methods))
+    skipped: list[str] = []
+    config = dataclasses.replace(config, methods=sweep.method_list(config.methods, config,
+                                                                   skipped))
+    for note in skipped:
+      print(f"left out of 'all': {note}", flush=True)
   except ValueError as e:
     raise SystemExit(str(e)) from None
   if not config.seeds:

@@ -38,18 +38,31 @@ COLUMNS = (*metrics.CE_F1_COLUMNS, ("BLEU_4", "BLEU-4"), ("ROUGE_L", "ROUGE-L"),
 INTERVAL_KEYS = (*(key for key, _ in metrics.CE_F1_COLUMNS), "BLEU_4", "ROUGE_L", "CIDEr")
 
 
-def method_list(names: Sequence[str]) -> tuple[str, ...]:
+def method_list(names: Sequence[str], config=None,
+                skipped: list[str] | None = None) -> tuple[str, ...]:
   """``names`` with ``"all"`` expanded to every registry method and ``ls_tuned``; checked.
 
+  With ``config``, a method that cannot run with its tasks (``train.why_not``: Krum and the
+  trimmed mean need K >= 3) is an error when named, and left out of ``"all"`` with its reason
+  appended to ``skipped``.
+
   Raises:
-    ValueError: an unknown name, or an empty list.
+    ValueError: an unknown name, a named method that cannot run, or an empty list.
   """
   known = train.method_names()
   out: list[str] = []
   for name in names:
-    for n in (known + (LS_TUNED,) if name == "all" else (name,)):
+    expanded = name == "all"
+    for n in (known + (LS_TUNED,) if expanded else (name,)):
       if n not in known and n != LS_TUNED:
         raise ValueError(f"unknown method {n!r}; expected 'all', {LS_TUNED!r} or one of {known}")
+      reason = None if config is None or n == LS_TUNED else train.why_not(config, n)
+      if reason is not None:
+        if not expanded:
+          raise ValueError(f"method {n!r} cannot run with tasks {config.tasks}: {reason}")
+        if skipped is not None:
+          skipped.append(f"{n}: {reason}")
+        continue
       if n not in out:
         out.append(n)
   if not out:

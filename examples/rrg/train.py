@@ -118,6 +118,25 @@ def make_method(config, name: str | None = None) -> Method:
   return Method(name, "loss", adamw, made)
 
 
+def why_not(config, name: str) -> str | None:
+  """Why the method ``name`` cannot run with the config's tasks, or None if it can.
+
+  Builds the method and traces one update on a tiny K-task gradient (``jax.eval_shape``: no
+  compilation), so that a method needing more tasks (Krum, trimmed mean) is caught before
+  training rather than when its step compiles.
+  """
+  try:
+    method = make_method(config, name)
+    if method.kind == "gradient":
+      k = len(config.tasks)
+      params = {"w": jnp.zeros((3,), jnp.float32)}
+      grads = {"w": jnp.ones((k, 3), jnp.float32)}
+      jax.eval_shape(lambda g: method.tx.update(g, method.tx.init(params), params)[0], grads)
+  except ValueError as e:
+    return str(e)
+  return None
+
+
 # ------------------------------------------------------------------------------------------------
 # Training steps
 # ------------------------------------------------------------------------------------------------

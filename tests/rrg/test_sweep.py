@@ -46,6 +46,18 @@ def test_method_list_expands_all_and_rejects_unknown_names():
     sweep.method_list([])
 
 
+
+def test_all_leaves_out_what_cannot_run_with_two_tasks():
+  k2 = dataclasses.replace(SMOKE, tasks=("nll", "cls"), task_weights=(1.0, 4.0))
+  skipped = []
+  methods = sweep.method_list(["all"], k2, skipped)
+  assert {"krum", "trimmed_mean"}.isdisjoint(methods) and {"ls", "came", "famo"} <= set(methods)
+  assert any(note.startswith("krum: ") and "K >= 3" in note for note in skipped)
+  with pytest.raises(ValueError, match="'krum' cannot run with tasks"):
+    sweep.method_list(["ls", "krum"], k2)
+  assert "krum" in sweep.method_list(["all"], SMOKE)  # K = 3
+
+
 def test_report_has_sample_std_intervals_positives_and_timings():
   config = dataclasses.replace(SMOKE, seeds=(0, 1, 2), bootstrap_samples=100,
                                tasks=("nll", "cls"), task_weights=(1.0, 4.0))
