@@ -9,16 +9,24 @@ time. The backbone x method table of ``examples/rrg/README.md`` is
   python -m examples.rrg.main --backbone r2gen --out runs/rrg_bb_r2gen
   python -m examples.rrg.main --backbone promptmrg --out runs/rrg_bb_promptmrg
   python -m examples.rrg.compare runs/rrg runs/rrg_bb_r2gen runs/rrg_bb_promptmrg
+
+``--per-run`` instead reads every run's ``<method>_seed<seed>/metrics.json`` under the folders
+(for instance several partial sweeps of the same config) and prints one row per method: the
+test metrics as mean ± sample std over seeds and the seed-paired CE-F1 difference to LS (its
+mean and range over seeds; the study-level bootstrap needs the sweep's ``sweep.pkl``).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 from collections.abc import Sequence
 
-from examples.rrg import stats
+import numpy as np
+
+from examples.rrg import stats, train
 
 METRICS = (("ce_f1", "CE-F1 macro"), ("ce_example_f1", "CE-F1 example"), ("BLEU_4", "BLEU-4"))
 
@@ -55,11 +63,58 @@ def table(jobs: Sequence[dict]) -> str:
   return "\n".join(lines)
 
 
+PER_RUN = (("ce_f1", "CE-F1 macro"), ("ce_example_f1", "CE-F1 example"),
+           ("ce5_macro_f1", "CE-F1 macro-5"), ("BLEU_4", "BLEU-4"), ("CIDEr", "CIDEr"))
+
+
+def per_run_table(folders: Sequence[str], baseline: str = "ls") -> str:
+  """Markdown: one row per method found in ``folders/<method>_seed<seed>/metrics.json``."""
+  runs: dict[str, dict[int, dict]] = {}
+  for folder in folders:
+    for path in sorted(glob.glob(os.path.join(folder, "*_seed*", "metrics.json"))):
+      with open(path, encoding="utf-8") as f:
+        m = json.load(f)
+      runs.setdefault(m["method"], {})[m["seed"]] = m
+  if baseline not in runs:
+    raise ValueError(f"no {baseline!r} runs under {list(folders)}")
+  rank = {name: i for i, name in enumerate(train.method_names())}
+  order = sorted(runs, key=lambda name: (name != baseline, rank.get(name, len(rank)), name))
+  head = ["method", "seeds", *(t for _, t in PER_RUN),
+          "CE-F1 macro − LS, mean over seeds [min, max]", "step ms", "selected step"]
+  lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+  base = runs[baseline]
+  for name in order:
+    seeds = sorted(runs[name])
+    cells = []
+    for key, _ in PER_RUN:
+      values = np.array([runs[name][s]["test"][key] for s in seeds])
+      cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1
+                   else f"{values[0]:.3f}")
+    diffs = [runs[name][s]["test"]["ce_f1"] - base[s]["test"]["ce_f1"] for s in seeds
+             if s in base]
+    diff = ("-" if name == baseline or not diffs else
+            f"{np.mean(diffs):+.3f} [{min(diffs):+.3f}, {max(diffs):+.3f}]")
+    step = 1e3 * np.mean([runs[name][s]["step_time"] for s in seeds])
+    selected = np.mean([runs[name][s]["selected_step"] for s in seeds])
+    lines.append(f"| {name} | {len(seeds)} | " + " | ".join(cells) +
+                 f" | {diff} | {step:.0f} | {selected:.0f} |")
+  return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> str:
   p = argparse.ArgumentParser(prog="python -m examples.rrg.compare", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("jobs", nargs="+", help="output folders of finished jobs (--out)")
+  p.add_argument("--per-run", action="store_true",
+                 help="one row per method from the runs' metrics.json files")
   args = p.parse_args(argv)
+  if args.per_run:
+    try:
+      md = per_run_table(args.jobs)
+    except ValueError as e:
+      raise SystemExit(str(e)) from None
+    print(md)
+    return md
   jobs = []
   for folder in args.jobs:
     path = os.path.join(folder, "results.json")

@@ -35,3 +35,18 @@ def test_missing_job_or_method_is_a_clear_error(tmp_path):
   (tmp_path / "results.json").write_text(json.dumps(results))
   with pytest.raises(SystemExit, match="no 'came' runs"):
     compare.main([str(tmp_path)])
+
+
+def test_per_run_table_pairs_seeds_with_ls(tmp_path):
+  for method, seed, ce in (("ls", 0, 0.10), ("ls", 1, 0.20), ("came", 0, 0.15), ("came", 1, 0.18)):
+    run = tmp_path / f"{method}_seed{seed}"
+    run.mkdir()
+    test = {key: ce for key, _ in compare.PER_RUN}
+    (run / "metrics.json").write_text(json.dumps({
+        "method": method, "seed": seed, "test": test, "step_time": 0.05, "selected_step": 100}))
+  lines = compare.main(["--per-run", str(tmp_path)]).splitlines()
+  assert lines[2].startswith("| ls | 2 | 0.150 ± 0.071 |")  # sample std of 0.10, 0.20
+  assert lines[3].startswith("| came | 2 | 0.165 ± 0.021 |")
+  assert "| +0.015 [-0.020, +0.050] | 50 | 100 |" in lines[3]  # per-seed differences
+  with pytest.raises(SystemExit, match="no 'ls' runs"):
+    compare.main(["--per-run", str(tmp_path / "ls_seed0")])
