@@ -296,3 +296,78 @@ def weighted_sum(trees: list[PyTree], coeffs: Array) -> PyTree:
   """
 
   return jax.tree.map(lambda *leaves: _scaled_sum(list(leaves), coeffs), *trees)
+
+
+def _task_amax(stacked: PyTree, dtype) -> Array:
+  """``max |g_k|`` over every entry of task k's gradient: (K,), in ``dtype``."""
+  per_leaf = [jnp.max(jnp.abs(leaf.reshape(leaf.shape[0], -1)), axis=1).astype(dtype)
+              for leaf in jax.tree.leaves(stacked) if leaf.size]
+  return functools.reduce(jnp.maximum, per_leaf)
+
+
+def checked_gram(stacked: PyTree, task_weights: jax.typing.ArrayLike) -> tuple[Array, Array]:
+  """The weighted Gram matrix of :func:`gram` and whether float's range kept it exact.
+
+  The unweighted Gram ``G G^T`` is formed in one pass. When one of its
+  diagonal entries is below ``tiny / eps`` (a task's squared entries may have
+  flushed to zero: entries near 1e-19 in float32) or an entry overflowed, it is
+  formed again with each task scaled by a power of two (exact) that brings its
+  largest entry to [0.5, 1), and scaled back:
+  ``M_ij = w_i w_j 2^(e_i + e_j) <g_i / 2^e_i, g_j / 2^e_j>``. That rescue
+  costs one pass for the maxima and one for the Gram, and only runs then.
+
+  A zero task weight or a zero gradient is not a loss of information (its row
+  of ``M`` is exactly 0), nor is a task whose squared norm is below ``eps^2``
+  times the largest task's (it is rounding noise next to that task, as it
+  would be at any scale). Information is lost when a task's squared norm is
+  not representable to full precision although it is not negligible (every
+  task's gradient tiny), or when an entry of ``M`` exceeds the largest float.
+
+  Args:
+    stacked: stacked task gradients (leading axis K on every leaf).
+    task_weights: ``w`` (K,), finite and >= 0.
+
+  Returns:
+    ``(M, ok)``: the (K, K) weighted Gram matrix and a boolean scalar, False
+    when ``M`` lost information to the float range on finite gradients (the
+    caller makes the update NaN). ``ok`` is True for non-finite gradients:
+    their ``M`` is non-finite and the caller sees that.
+
+  Example:
+    >>> g = {"w": jnp.array([[1e-20, 0.0], [3.0, 4.0]])}
+    >>> m, ok = checked_gram(g, jnp.array([1.0, 1.0]))
+    >>> bool(ok), float(m[0, 0]) > 0
+    (True, True)
+  """
+  raw = gram(stacked)
+  dtype = raw.dtype
+  w = jnp.asarray(task_weights, dtype)
+  fi = jnp.finfo(dtype)
+  suspicious = jnp.any(jnp.diagonal(raw) < fi.tiny / fi.eps) | ~jnp.all(jnp.isfinite(raw))
+
+  def plain(_):
+    return raw * jnp.outer(w, w), jnp.array(True)
+
+  def rescaled(_):
+    amax = _task_amax(stacked, dtype)
+    present = (amax > 0) & jnp.isfinite(amax) & (w > 0)
+    _, e = jnp.frexp(jnp.where(present, amax, 1.0))
+    e = jnp.where(present, e, 0)
+    scale = jnp.ldexp(jnp.ones((), dtype), -e)
+    scaled = jax.tree.map(
+        lambda x: x.astype(dtype) * scale.reshape((-1,) + (1,) * (x.ndim - 1)), stacked)
+    c = gram(scaled)
+    m = jnp.ldexp(c, e[:, None] + e[None, :]) * jnp.outer(w, w)
+    # log2 of each task's true squared norm, from the well-scaled c.
+    c_diag = jnp.where(present, jnp.diagonal(c), 1.0)
+    log_sq = jnp.where(present, 2.0 * e + jnp.log2(c_diag) + 2.0 * jnp.log2(
+        jnp.where(present, w, 1.0)), -jnp.inf)
+    largest = jnp.max(log_sq)
+    imprecise = present & (log_sq < jnp.log2(fi.tiny / fi.eps))
+    negligible = log_sq < largest + 2.0 * jnp.log2(fi.eps)
+    overflow = jnp.any(log_sq >= jnp.log2(fi.max))
+    finite_input = jnp.all(jnp.isfinite(amax))
+    ok = ~finite_input | ~(jnp.any(imprecise & ~negligible) | overflow)
+    return m, ok
+
+  return jax.lax.cond(suspicious, rescaled, plain, None)

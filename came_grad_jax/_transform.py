@@ -26,7 +26,7 @@ from came_grad_jax._diagnostics import (
   empty_diagnostics,
   keep_like,
 )
-from came_grad_jax._gram import combine, gram, num_tasks_of
+from came_grad_jax._gram import checked_gram, combine, num_tasks_of
 from came_grad_jax._numerics import compute_dtype
 from came_grad_jax.weightings import AnyWeighting, StatefulWeighting, as_stateful, came
 
@@ -90,30 +90,6 @@ def _check_against_params(updates, params, k: int) -> None:
           "optax.chain(<method>, optax.MultiSteps(optax.adamw(...), k))")
 
 
-def _gram_in_range(m: Array, updates) -> Array:
-  """False when the Gram matrix over- or underflowed although the gradients are finite.
-
-  ``M`` overflows (inf) for task norms near sqrt(max float), and a task's
-  ``M_kk`` flushes to 0 for entries near sqrt(min float): either would give a
-  quietly different update. Overflow shows in ``M``; a (near) zero diagonal is
-  checked against the gradients themselves (one pass, taken only then).
-  """
-  tiny = jnp.finfo(m.dtype).tiny
-  diag = jnp.diagonal(m)
-  suspicious = jnp.any(diag < tiny / jnp.finfo(m.dtype).eps)
-
-  def nonzero_per_task(u):
-    amax = [jnp.max(jnp.abs(x.reshape(x.shape[0], -1)), axis=1).astype(m.dtype)
-            for x in jax.tree.leaves(u)]
-    return jnp.max(jnp.stack(amax), axis=0)
-
-  def underflowed(u):
-    return jnp.any((diag < tiny / jnp.finfo(m.dtype).eps) & (nonzero_per_task(u) > 0))
-
-  lost = jax.lax.cond(suspicious, underflowed, lambda u: jnp.array(False), updates)
-  return ~lost
-
-
 def _weighted_aggregate(
     weighting_at: Callable[[Array], StatefulWeighting],
     task_weights: jax.typing.ArrayLike | None,
@@ -140,7 +116,7 @@ def _weighted_aggregate(
           f"{k_static} tasks (from task_weights or num_tasks)")
     _check_against_params(updates, params, k)
     weights = jnp.ones((k,)) if task_weights is None else task_weights
-    m = gram(updates, weights)
+    m, in_range = checked_gram(updates, weights)
     coeffs, weighting_state = weighting_at(state.count).apply(m, state.weighting_state)
     coeffs = coeffs.astype(m.dtype)
     out = combine(updates, coeffs * jnp.asarray(weights, m.dtype))
@@ -149,9 +125,10 @@ def _weighted_aggregate(
     new_state = AggregateState(jnp.asarray(optax.safe_increment(state.count)), weighting_state,
                                diagnostics)
     # Non-finite gradients propagate to the update (for optax.apply_if_finite
-    # downstream to reject), but never into the state. A Gram matrix that over-
-    # or underflowed on finite gradients makes the update NaN: skipped, not wrong.
-    ok = jnp.all(jnp.isfinite(m)) & _gram_in_range(m, updates)
+    # downstream to reject), but never into the state. A Gram matrix that lost
+    # information to float32's range on finite gradients makes the update NaN:
+    # skipped, not wrong (see checked_gram).
+    ok = jnp.all(jnp.isfinite(m)) & in_range
     out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
     new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
     return out, new_state
