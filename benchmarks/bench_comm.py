@@ -45,8 +45,8 @@ from benchmarks import common
 from benchmarks import model as transformer
 from examples.rrg import configs as rrg_configs
 from examples.rrg import models as rrg_models
-from examples.rrg import sharding
-from examples.rrg import tasks as rrg_tasks
+from examples.rrg.training import sharding
+from examples.rrg.training import tasks as rrg_tasks
 
 KINDS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 METHODS = ("ls_1bwd", "ls", "came", "mgda")
@@ -253,7 +253,7 @@ def train_step(problem: Problem, method: str, k: int) -> tuple[Callable, optax.G
 def sharded_step(problem: Problem, method: str, k: int, mesh, *,
                  min_size: int = sharding.MIN_SIZE) -> tuple[Callable, tuple, optax.OptState]:
   """The train step jit-compiled for ``mesh`` (params over fsdp, batch over data x fsdp, as
-  ``examples/rrg/sharding.py`` lays them out).
+  ``examples/rrg/training/sharding.py`` lays them out).
 
   Returns ``(jitted step, (param, opt state, batch) shardings, abstract opt state)``.
   """

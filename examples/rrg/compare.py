@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from examples.rrg import stats, train
+from examples.rrg.evaluation import stats
+from examples.rrg.training import train
 
 METRICS = (("ce_f1", "CE-F1 macro"), ("ce_example_f1", "CE-F1 example"), ("BLEU_4", "BLEU-4"))
 

@@ -85,7 +85,7 @@ class Config:
   meteor: bool = False  # METEOR needs Java and ~10 s per evaluation
   log_every: int = 10
   checkpoint_every: int = 0  # 0: never (main.py --checkpoint sets it)
-  mesh: str = ""  # device mesh "data=D,fsdp=F" (examples/rrg/sharding.py); "": one device
+  mesh: str = ""  # device mesh "data=D,fsdp=F" (examples/rrg/training/sharding.py); "": one device
   timing_steps: int = 10  # steps of the plain LS trainer timed for the per-step time ratio
   bootstrap_samples: int = 1000  # resamples of the paired confidence intervals
 

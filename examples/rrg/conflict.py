@@ -43,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from examples.rrg import configs, stats, sweep, train
+from examples.rrg import configs
+from examples.rrg.evaluation import stats
+from examples.rrg.training import sweep, train
 
 
 def encoder_channels(width: int, stages: int = 4) -> tuple[int, ...]:

@@ -29,7 +29,10 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from examples.rrg import configs, models, plots, r2gen, sweep
+from examples.rrg import configs, models
+from examples.rrg.data import r2gen
+from examples.rrg.evaluation import plots
+from examples.rrg.training import sweep
 
 # flag -> (Config field, type); None type: a comma-separated tuple
 _OVERRIDES = {
@@ -81,12 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--dataset", choices=("iu_xray", "mimic_cxr"), help="R2Gen dataset layout")
   p.add_argument("--labels", help="CSV of an external labeler's labels (e.g. CheXbert): the cls "
                  "task's targets; CE still labels both sides with the rule-based labeler "
-                 "(score reports.json with examples.rrg.score for the external one)")
+                 "(score reports.json with examples.rrg.evaluation.score for the external one)")
   p.add_argument("--checkpoint", type=int, metavar="EVERY",
                  help="save an Orbax checkpoint every EVERY steps and resume on rerun")
   p.add_argument("--bootstrap", type=int, help="bootstrap resamples of the intervals")
   p.add_argument("--mesh", help="train on a device mesh, e.g. data=2,fsdp=4 (batch over "
-                 "data x fsdp, parameters over fsdp; see examples/rrg/sharding.py)")
+                 "data x fsdp, parameters over fsdp; see examples/rrg/training/sharding.py)")
   p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
   p.add_argument("--tabulate", action="store_true", help="no training: rewrite the tables "

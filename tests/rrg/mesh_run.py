@@ -17,7 +17,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from examples.rrg import configs, input_pipeline, sharding, train
+from examples.rrg import configs
+from examples.rrg.data import input_pipeline
+from examples.rrg.training import sharding, train
 
 # The paper's K = 2 setting ([nll, cls], weights [1, 4]) on the smallest model that still has
 # every part (two CNN stages, one decoder block): compilation dominates these tests.

@@ -11,7 +11,8 @@ import optax
 import pytest
 from flax import nnx
 
-from examples.rrg import models, tasks
+from examples.rrg import models
+from examples.rrg.training import tasks
 
 TINY = models.ModelConfig(vocab_size=24, max_len=10, image_size=16, channels=(4, 8), d_model=16,
                           num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8, rm_dim=8,

@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 import came_grad_jax as cg
-from examples.rrg import checkpoint
-from examples.rrg.input_pipeline import synthetic_dataset, train_iterator
+from examples.rrg.data.input_pipeline import synthetic_dataset, train_iterator
+from examples.rrg.training import checkpoint
 
 
 @dataclasses.dataclass(frozen=True)

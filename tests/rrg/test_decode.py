@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from examples.rrg import decode, models, tasks
+from examples.rrg import models
+from examples.rrg.models import decode
+from examples.rrg.training import tasks
 
 # Vocabulary {pad, bos, eos, unk, w}: 5 tokens, 3 generated steps -> 5**3 token triples.
 TINY = models.ModelConfig(vocab_size=5, max_len=4, image_size=16, channels=(4, 8), d_model=16,

@@ -10,9 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from examples.rrg import input_pipeline
-from examples.rrg.input_pipeline import Split, StudySource, synthetic_dataset, train_iterator
-from examples.rrg.labeler import OBSERVATIONS
+from examples.rrg.data import input_pipeline
+from examples.rrg.data.input_pipeline import Split, StudySource, synthetic_dataset, train_iterator
+from examples.rrg.evaluation.labeler import OBSERVATIONS
 
 Image = pytest.importorskip("PIL.Image")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -152,7 +152,7 @@ def test_worker_process_gives_the_same_batches(tmp_path):
 _MEASURE = textwrap.dedent("""
     import json, os, sys, tracemalloc
     import grain  # imported once, before measuring: its import alone is ~300 MB and seconds
-    from examples.rrg.input_pipeline import load_r2gen, train_iterator
+    from examples.rrg.data.input_pipeline import load_r2gen, train_iterator
 
     def rss():  # resident pages now, from /proc/self/statm, in bytes
       with open("/proc/self/statm") as f:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from examples.rrg import labeler
-from examples.rrg.labeler import (
+from examples.rrg.evaluation import labeler
+from examples.rrg.evaluation.labeler import (
   BLANK,
   NEGATIVE,
   OBSERVATIONS,

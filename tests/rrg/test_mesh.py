@@ -11,7 +11,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from examples.rrg import input_pipeline, sharding
+from examples.rrg.data import input_pipeline
+from examples.rrg.training import sharding
 from tests.rrg import mesh_run
 
 

@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from examples.rrg import metrics
-from examples.rrg.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
-from examples.rrg.metrics import (
+from examples.rrg.evaluation import metrics
+from examples.rrg.evaluation.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from examples.rrg.evaluation.metrics import (
   CE_COLUMNS,
   CE_F1_COLUMNS,
   CE_PER_OBSERVATION,

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from examples.rrg import r2gen
-from examples.rrg.input_pipeline import load_r2gen
-from examples.rrg.labeler import OBSERVATIONS, POSITIVE, label_report, label_reports
+from examples.rrg.data import r2gen
+from examples.rrg.data.input_pipeline import load_r2gen
+from examples.rrg.evaluation.labeler import OBSERVATIONS, POSITIVE, label_report, label_reports
 
 Image = pytest.importorskip("PIL.Image")
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from examples.rrg import score
-from examples.rrg.labeler import OBSERVATIONS
-from examples.rrg.metrics import CE_COLUMNS
+from examples.rrg.evaluation import score
+from examples.rrg.evaluation.labeler import OBSERVATIONS
+from examples.rrg.evaluation.metrics import CE_COLUMNS
 
 REFS = {
     "s1": "Moderate cardiomegaly. Small left pleural effusion.",

@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from examples.rrg import curves, metrics, per_study, stats
+from examples.rrg.evaluation import metrics, per_study, stats
+from examples.rrg.training import curves
 
 
 def test_mean_std_is_the_sample_std_and_absent_for_one_seed():

@@ -5,7 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from examples.rrg import configs, conflict, metrics, per_study, sweep, train
+from examples.rrg import configs, conflict
+from examples.rrg.evaluation import metrics, per_study
+from examples.rrg.training import sweep, train
 
 SMOKE = configs.smoke()
 

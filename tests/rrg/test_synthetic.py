@@ -5,9 +5,15 @@ import time
 import numpy as np
 import pytest
 
-from examples.rrg import synthetic
-from examples.rrg.input_pipeline import Split, batches, synthetic_dataset
-from examples.rrg.labeler import NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN, label_reports
+from examples.rrg.data import synthetic
+from examples.rrg.data.input_pipeline import Split, batches, synthetic_dataset
+from examples.rrg.evaluation.labeler import (
+  NEGATIVE,
+  OBSERVATIONS,
+  POSITIVE,
+  UNCERTAIN,
+  label_reports,
+)
 
 SHOWN = (POSITIVE, UNCERTAIN)
 

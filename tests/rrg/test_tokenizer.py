@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from examples.rrg.tokenizer import CLEANING_RULES, Tokenizer, clean_report, transliterate
+from examples.rrg.data.tokenizer import CLEANING_RULES, Tokenizer, clean_report, transliterate
 
 REPORTS = [
     "the heart is normal . no effusion .",

@@ -11,7 +11,10 @@ import pytest
 from flax import nnx
 
 import came_grad_jax
-from examples.rrg import configs, decode, input_pipeline, train
+from examples.rrg import configs
+from examples.rrg.data import input_pipeline
+from examples.rrg.models import decode
+from examples.rrg.training import train
 
 # Everything runs at the shapes of the `smoke` config.
 SMOKE = configs.smoke()

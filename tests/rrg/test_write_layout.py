@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from examples.rrg import synthetic, write_layout
-from examples.rrg.input_pipeline import load_r2gen
+from examples.rrg.data import synthetic, write_layout
+from examples.rrg.data.input_pipeline import load_r2gen
 
 pytest.importorskip("PIL")
 

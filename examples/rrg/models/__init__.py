@@ -11,8 +11,8 @@ the report decoder:
   states become prompt tokens ahead of the report (:mod:`.promptmrg`).
 
 Images arrive as ``(B, V, H, W, 1)``: ``V`` views of one study (1 for MIMIC-CXR and the
-synthetic data, 2 for IU X-Ray). The task losses are in ``examples.rrg.tasks``, decoding in
-``examples.rrg.decode``; this package only maps inputs to outputs.
+synthetic data, 2 for IU X-Ray). The task losses are in ``examples.rrg.training.tasks``, decoding in
+``examples.rrg.models.decode``; this package only maps inputs to outputs.
 
 Example:
   >>> from flax import nnx

@@ -11,7 +11,7 @@ parameters (the paper's "Double Dilemma"):
   decoder's token embedding) projected to a joint space (``L_align``).
 
 A backbone subclasses :class:`ReportModel` and implements two methods, the contract that
-``examples.rrg.tasks`` and ``examples.rrg.decode`` rely on:
+``examples.rrg.training.tasks`` and ``examples.rrg.models.decode`` rely on:
 
 * ``decoder_context(image_tokens, pooled)`` -- everything the decoder reads besides the tokens,
   as a pytree of arrays with a leading batch axis (computed once per image, repeated per beam);

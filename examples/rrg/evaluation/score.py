@@ -7,9 +7,9 @@ from an external labeler (CheXbert) given for BOTH sides. A run that would label
 CheXbert and the other with the rule-based labeler stops, unless `--allow-mixed-labelers`, which
 prints a warning line in every table (a perfect generator scores well below 1 under such a mix).
 
-  python -m examples.rrg.score --hyps runs/rrg/reports_came_seed0.json \
+  python -m examples.rrg.evaluation.score --hyps runs/rrg/reports_came_seed0.json \
       --refs runs/rrg/reports_came_seed0.json
-  python -m examples.rrg.score --hyps hyps.json --refs annotation.json --split test \
+  python -m examples.rrg.evaluation.score --hyps hyps.json --refs annotation.json --split test \
       --hyp-labels hyps_chexbert.csv --ref-labels refs_chexbert.csv --out scores.json
 
 Report files (one report per study id):
@@ -30,7 +30,7 @@ sides as CheXbert inputs in that order (DIR/generated.csv, DIR/reference.csv), t
 
   python src/label.py -d DIR/generated.csv -o DIR/generated -c chexbert.pth  # CheXbert repo
   python src/label.py -d DIR/reference.csv -o DIR/reference -c chexbert.pth
-  python -m examples.rrg.score --hyps ... --refs ... \
+  python -m examples.rrg.evaluation.score --hyps ... --refs ... \
       --hyp-labels DIR/generated/labeled_reports.csv --ref-labels DIR/reference/labeled_reports.csv
 """
 
@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from examples.rrg import labeler, metrics
+from examples.rrg.evaluation import labeler, metrics
 
 HYP_FIELDS = ("generated", "hypothesis", "report", "text")
 REF_FIELDS = ("reference", "report", "text")
@@ -263,7 +263,7 @@ def format_tables(result: Mapping) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m examples.rrg.score", description=__doc__,
+  p = argparse.ArgumentParser(prog="python -m examples.rrg.evaluation.score", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--hyps", required=True, help="generated reports (JSON or id<TAB>text)")
   p.add_argument("--refs", required=True, help="reference reports (JSON or id<TAB>text)")

@@ -12,7 +12,7 @@ for checking that a pipeline reads a layout the way the datasets ship it:
 and ``annotation.json`` with the reports as the generator wrote them (capitalised sentences,
 which R2Gen's cleaning then lower-cases and splits).
 
-  python -m examples.rrg.write_layout --dataset mimic_cxr --out /tmp/mimic
+  python -m examples.rrg.data.write_layout --dataset mimic_cxr --out /tmp/mimic
   python -m examples.rrg.main --config r2gen --data r2gen --dataset mimic_cxr \
       --ann /tmp/mimic/annotation.json --images /tmp/mimic/images --backbone promptmrg \
       --steps 30 --image-size 64 --seeds 0
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from examples.rrg import r2gen, synthetic
+from examples.rrg.data import r2gen, synthetic
 
 SIZES = {"train": 64, "val": 16, "test": 16}
 
@@ -95,7 +95,7 @@ def write(out: str | os.PathLike, dataset: str = "iu_xray", *,
 
 
 def main(argv: Sequence[str] | None = None) -> str:
-  p = argparse.ArgumentParser(prog="python -m examples.rrg.write_layout", description=__doc__,
+  p = argparse.ArgumentParser(prog="python -m examples.rrg.data.write_layout", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dataset", default="iu_xray", choices=tuple(r2gen.DATASET_DEFAULTS))
   p.add_argument("--out", required=True)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from examples.rrg.labeler import BLANK, OBSERVATIONS, POSITIVE, UNCERTAIN
+from examples.rrg.evaluation.labeler import BLANK, OBSERVATIONS, POSITIVE, UNCERTAIN
 
 _log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from flax import nnx
 
 import came_grad_jax as cg
 from examples.rrg import models
-from examples.rrg.decode import generate
-from examples.rrg.tasks import (  # noqa: F401  (moved to tasks.py; kept importable here)
+from examples.rrg.models.decode import generate
+from examples.rrg.training.tasks import (  # noqa: F401  (moved to tasks.py; kept importable here)
   BOS_ID,
   EOS_ID,
   PAD_ID,
@@ -252,7 +252,7 @@ def _eval_losses(model, batch, tasks, temperature):
 def validation_ce_f1(model: models.ReportGenerator, split, tokenizer, *,
                      batch_size: int) -> float:
   """Macro CE-F1 (the paper's ``ce_f1``) of greedy reports on ``split``: the selection metric."""
-  from examples.rrg import labeler, metrics  # pylint: disable=import-outside-toplevel
+  from examples.rrg.evaluation import labeler, metrics  # pylint: disable=import-outside-toplevel
 
   hyps = generate_reports(model, split, tokenizer, batch_size=batch_size,
                           max_len=split.tokens.shape[1])
@@ -273,7 +273,7 @@ def evaluate(model: models.ReportGenerator, split, tokenizer, *, tasks: Sequence
   Returns:
     ``(metrics, hypotheses, per_study.StudyOutputs)``.
   """
-  from examples.rrg import labeler, metrics, per_study  # pylint: disable=import-outside-toplevel
+  from examples.rrg.evaluation import labeler, metrics, per_study  # pylint: disable=import-outside-toplevel
 
   hyps = generate_reports(model, split, tokenizer, batch_size=batch_size,
                           max_len=split.tokens.shape[1], beam_size=beam_size,
@@ -331,7 +331,7 @@ class RunResult:
 
 def load_data(config) -> tuple[dict, Any]:
   """``(splits, tokenizer)`` of the configured data."""
-  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
+  from examples.rrg.data import input_pipeline  # pylint: disable=import-outside-toplevel
 
   if config.data == "synthetic":
     return input_pipeline.synthetic_dataset(
@@ -404,7 +404,8 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   """
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
-  from examples.rrg import curves, input_pipeline  # pylint: disable=import-outside-toplevel
+  from examples.rrg.data import input_pipeline
+  from examples.rrg.training import curves  # pylint: disable=import-outside-toplevel
 
   splits, tokenizer = load_data(config) if data is None else data
   method = make_method(config) if method is None else method
@@ -419,7 +420,7 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   step_fn = step_function(config, method)
   mesh = None
   if config.mesh:  # parameters, optimizer state and batches split over devices
-    from examples.rrg import sharding  # pylint: disable=import-outside-toplevel
+    from examples.rrg.training import sharding  # pylint: disable=import-outside-toplevel
     if config.checkpoint_every:
       raise ValueError("checkpoints are not supported with a mesh (config.mesh)")
     mesh = sharding.make_mesh(config.mesh)
@@ -436,7 +437,7 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
             sharding.local_batches(train_split, config.batch_size, config.seed, mesh))
   manager = None
   if config.checkpoint_every:
-    from examples.rrg import checkpoint  # pylint: disable=import-outside-toplevel
+    from examples.rrg.training import checkpoint  # pylint: disable=import-outside-toplevel
     manager = checkpoint.manager(os.path.join(run_dir, "checkpoints"))
     best_manager = checkpoint.manager(os.path.join(run_dir, "checkpoints_best"), max_to_keep=1)
     ignore = checkpoint.BOOKKEEPING_FIELDS | _BOOKKEEPING
@@ -540,7 +541,7 @@ def time_per_step(config, method: Method, data: tuple[dict, Any], num_steps: int
   optimizer = create_optimizer(config, model, method)
   state = None if method.weighting is None else method.weighting.init(len(config.tasks))
   step_fn = step_function(config, method)
-  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
+  from examples.rrg.data import input_pipeline  # pylint: disable=import-outside-toplevel
 
   stream = input_pipeline.train_iterator(splits["train"], config.batch_size, config.seed)
   metrics, state = step_fn(model, optimizer, state, next(stream))

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from examples.rrg import r2gen, synthetic
-from examples.rrg.labeler import OBSERVATIONS, label_reports, load_labels_file
-from examples.rrg.tokenizer import Tokenizer, clean_report
+from examples.rrg.data import r2gen, synthetic
+from examples.rrg.data.tokenizer import Tokenizer, clean_report
+from examples.rrg.evaluation.labeler import OBSERVATIONS, label_reports, load_labels_file
 
 if TYPE_CHECKING:
   import grain
@@ -149,7 +149,7 @@ def load_r2gen(ann_path: str | os.PathLike, image_dir: str | os.PathLike, *,
       still compares rule-based labels on both sides (`Split.ce_labels`), since the generated
       reports can only be labelled by the rule-based labeler here; to score both sides with
       the external labeler, label the written `reports.json` with it and run
-      `python -m examples.rrg.score --hyp-labels ... --ref-labels ...`.
+      `python -m examples.rrg.evaluation.score --hyp-labels ... --ref-labels ...`.
     check_files: check that every image exists before returning (see `r2gen.ImageFiles`).
 
   Returns:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from examples.rrg.models import ReportModel
-from examples.rrg.tasks import BOS_ID, EOS_ID, PAD_ID
+from examples.rrg.training.tasks import BOS_ID, EOS_ID, PAD_ID
 
 DEFAULT_BEAM_SIZE = 3
 

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from examples.rrg.data.tokenizer import Tokenizer
 from examples.rrg.models import ReportModel
-from examples.rrg.tokenizer import Tokenizer
 
 TASKS = ("nll", "cls", "align")
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from examples.rrg.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
+from examples.rrg.evaluation.labeler import BLANK, NEGATIVE, OBSERVATIONS, POSITIVE, UNCERTAIN
 
 # Probability that a study shows each drawn finding (Pneumonia is reported from consolidation
 # and No Finding follows from the rest). Edema is more frequent with cardiomegaly.

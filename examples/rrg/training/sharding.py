@@ -256,7 +256,7 @@ def local_batches(split, batch_size: int, seed: int, mesh: Mesh,
   (``input_pipeline.train_dataset``), this one study by study, only at the rows
   :func:`process_rows` gives this process.
   """
-  from examples.rrg import input_pipeline  # pylint: disable=import-outside-toplevel
+  from examples.rrg.data import input_pipeline  # pylint: disable=import-outside-toplevel
 
   rows = process_rows(mesh, batch_size)
   studies = input_pipeline.train_dataset(split, 1, seed)  # element i: study i of the stream

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from examples.rrg import metrics, per_study, stats, train
-from examples.rrg.labeler import OBSERVATIONS
+from examples.rrg.evaluation import metrics, per_study, stats
+from examples.rrg.evaluation.labeler import OBSERVATIONS
+from examples.rrg.training import train
 
 LS_TUNED = "ls_tuned"
 REFERENCE = "ls"  # differences and their intervals are against this method
@@ -295,4 +296,4 @@ def _labeler_note(config) -> str:
     return " CE: both sides labelled by the rule-based labeler."
   return (f" CE: both sides labelled by the rule-based labeler; the cls task trained on "
           f"{config.labels_path}. To score with that labeler, label each run's reports.json "
-          "with it and run python -m examples.rrg.score --hyp-labels ... --ref-labels ....")
+          "with it and run python -m examples.rrg.evaluation.score --hyp-labels ... --ref-labels ....")

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from examples.rrg import metrics
+from examples.rrg.evaluation import metrics
 
 _ORDER = 4  # BLEU-4
 # pycocoevalcap's constants: tiny keeps a zero match count at zero, small avoids 0/0.
