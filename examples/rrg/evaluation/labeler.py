@@ -84,7 +84,7 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
         "contour", "contours", "hilar contour", "hilar contours", "pericardial silhouette",
     ),
     "Cardiomegaly": (
-        "cardiomegaly", "the heart", "heart size", "cardiac size", "enlarged heart",
+        "cardiomegaly", "heart", "the heart", "heart size", "cardiac size", "enlarged heart",
         "cardiac enlargement", "cardiac silhouette", "cardiac contour", "cardiac contours",
         "cardiac shadow",
     ),
@@ -161,12 +161,14 @@ _NOT_MENTIONS: tuple[str, ...] = (
     "junction line", "paraspinal line", "azygoesophageal line", "diaphragmatic contour",
     "diaphragmatic contours", "hemidiaphragm contour", "hemidiaphragmatic contour",
     "costophrenic angle", "costophrenic angles", "aortic contour", "aortic knob",
+    "heart border", "heart borders", "the heart border", "the heart borders", "cardiac border",
+    "cardiac borders",
 )
 
 # Mentions that name the heart or mediastinum without saying whether it is enlarged: "stable"
 # or "unchanged" about them is uncertain (CheXpert), unless the clause says "enlarged".
 _ANATOMY: frozenset[str] = frozenset({
-    "the heart", "heart size", "cardiac size", "cardiac silhouette", "cardiac contour",
+    "heart", "the heart", "heart size", "cardiac size", "cardiac silhouette", "cardiac contour",
     "cardiac contours", "cardiac shadow", "cardiomediastinum", "cardiomediastinal",
     "cardiomediastinal silhouette", "cardiomediastinal contour", "cardiomediastinal contours",
     "mediastinum", "mediastinal silhouette", "mediastinal contour", "mediastinal contours",
@@ -288,56 +290,135 @@ _PHRASE_INDEX = _phrase_index()
 _MAX_PHRASE_LEN = max(len(tokens) for tokens in _PHRASE_INDEX)
 
 
-# Section headers of whole reports ("FINDINGS:", "INDICATION:", ...), at the start of the text,
-# of a line or of a sentence. Only the findings and impression sections are labelled.
-_LABELLED_SECTIONS = ("findings", "finding", "impression", "impressions", "conclusion",
-                      "conclusions")
-_OTHER_SECTIONS = (
+# Section headers of whole reports, at the start of the text, of a line or of a sentence, followed
+# by ":" or alone on their line ("IMPRESSION"). Excluded sections hold what is not a finding of
+# this study; every other section (and text under no header) is labelled.
+_EXCLUDED_SECTIONS = (
     "history", "clinical history", "medical history", "indication", "indications",
     "clinical indication", "reason for exam", "reason for examination", "reason for study",
+    "reason for this examination", "underlying medical condition", "medical condition",
     "comparison", "comparisons", "technique", "examination", "exam", "procedure",
-    "clinical information", "clinical data", "notification", "recommendation",
-    "recommendations", "wet read", "type of examination", "reference exam", "provisional",
+    "clinical information", "clinical data", "notification", "notifications", "communication",
+    "recommendation", "recommendations", "type of examination", "reference exam",
 )
+_WET_READ = "wet read"
+_FINAL_REPORT = "final report"
+_LABELLED_SECTIONS = (
+    "findings", "finding", "impression", "impressions", "conclusion", "conclusions",
+    "findings and impression", "impression and findings", "findings impression", "addendum",
+    "provisional findings impression", "pfi", _FINAL_REPORT, _WET_READ,
+)
+_SECTION_NAMES = "|".join(sorted((re.escape(h).replace(r"\ ", r"\s+")
+                                  for h in (*_LABELLED_SECTIONS, *_EXCLUDED_SECTIONS)),
+                                 key=len, reverse=True))
 _HEADER_RE = re.compile(
-    r"(?:^|(?<=[\n.;]))[ \t]*("
-    + "|".join(sorted((re.escape(h).replace(r"\ ", r"\s+")
-                       for h in (*_LABELLED_SECTIONS, *_OTHER_SECTIONS)),
-                      key=len, reverse=True))
-    + r")(?:\(s\))?[ \t]*:", re.IGNORECASE)
+    r"(?:^|(?<=[\n.;]))[ \t]*"
+    r"(?:(?P<wet>wet\s+read(?:\s+version\s*#?\s*\d+)?)[ \t]*:?"
+    r"|(?P<name>" + _SECTION_NAMES + r")(?:\(s\))?[ \t]*(?::|(?=[ \t]*(?:\n|$))))"
+    r"|(?:^|(?<=\n))[ \t]*(?P<rule>_{5,})[ \t]*(?=\n|$)",
+    re.IGNORECASE)
+_LINE_END_RE = re.compile(r"[.?!:]\s*$")
+
+# Sentences that report a notification or a conversation about the findings ("Findings were
+# discussed with Dr. ___ at 3 pm"): not labelled, wherever they stand.
+_NOTIFICATION_RE = re.compile(
+    r"\b(?:discussed|communicated|conveyed|relayed|reported|spoke|spoken|telephoned|paged"
+    r"|notified|informed)\s+(?:with|to|by|via|at)\b|\b(?:notified|paged|telephoned|informed)\b"
+    r"|\btelephone\b|\bby\s+phone\b|\bvia\s+phone\b|\bcalled\s+to\b",
+    re.IGNORECASE)
 
 
-def findings_text(report: str) -> str:
-  """The part of a report that `label_report` labels: its findings and impression.
+class Section(NamedTuple):
+  """A part of a whole report: its header (lower case, "" for none), text and standing.
 
-  Without section headers the whole text is returned. With headers (case-insensitive, followed
-  by ":" at the start of the text, a line or a sentence: FINDINGS, IMPRESSION, CONCLUSION,
-  HISTORY, INDICATION, COMPARISON, TECHNIQUE, EXAMINATION, ...), only the FINDINGS, IMPRESSION
-  and CONCLUSION sections are kept, one per line; when none of these is present, only the
-  text before the first header.
+  `labelled` says whether its text is a finding of this study; `wet_read` whether it belongs to
+  a preliminary read that precedes the final report.
+  """
+
+  header: str
+  text: str
+  labelled: bool
+  wet_read: bool
+
+
+def _excluded_end(text: str, all_caps: bool) -> int:
+  """Where an excluded section's text ends: at a blank line, or at a new line that does not
+  continue a wrapped line (the line before ends a sentence, or the new one starts with a capital
+  letter, unless the whole report is in capitals)."""
+  start = len(text) - len(text.lstrip())
+  position = start
+  for line in text[start:].split("\n")[:-1]:
+    position += len(line) + 1
+    rest = text[position:]
+    following = rest.lstrip(" \t")
+    if not following.strip() or following.startswith("\n"):
+      return position
+    if _LINE_END_RE.search(line) or (not all_caps and following[0].isupper()):
+      return position
+  return len(text)
+
+
+def report_sections(report: str) -> list[Section]:
+  """Splits a whole report into sections, in reading order.
+
+  Headers are read case-insensitively at the start of the text, of a line or of a sentence,
+  followed by ":" or alone on their line (FINDINGS, IMPRESSION, FINDINGS AND IMPRESSION,
+  CONCLUSION, INDICATION, HISTORY, REASON FOR EXAM, CLINICAL INFORMATION, COMPARISON, TECHNIQUE,
+  EXAMINATION, NOTIFICATION, RECOMMENDATION(S), FINAL REPORT, WET READ, ...). Text under an
+  excluded header (indication, history, reason for exam, clinical information, comparison,
+  technique, examination, notification, recommendation) is not labelled up to the next header,
+  a blank line, or a new line that starts a new sentence rather than continuing a wrapped line;
+  what follows is labelled (MIMIC-CXR's unheaded findings paragraphs after the header lines).
+  Everything else is labelled: the findings, impressions (also numbered), WET READ blocks, text
+  before the first header, view lines such as "PA AND LATERAL VIEWS OF THE CHEST". A WET READ
+  block ends at FINAL REPORT, at a line of underscores or at the next other header.
+  """
+  all_caps = not any(c.islower() for c in report)
+  sections = []
+  header, labelled, wet_read, position = "", True, False, 0
+  for match in [*_HEADER_RE.finditer(report), None]:
+    end = match.start() if match is not None else len(report)
+    text = report[position:end]
+    if labelled:
+      sections.append(Section(header, text, True, wet_read))
+    else:
+      split = _excluded_end(text, all_caps)
+      sections.append(Section(header, text[:split], False, wet_read))
+      if text[split:].strip():
+        sections.append(Section("", text[split:], True, wet_read))
+    if match is None:
+      break
+    position = match.end()
+    if match.group("wet"):
+      header, labelled, wet_read = _WET_READ, True, True
+    elif match.group("rule"):
+      header, labelled, wet_read = "", True, False
+    else:
+      header = " ".join(match.group("name").lower().split())
+      labelled, wet_read = header in _LABELLED_SECTIONS, False
+  return [s for s in sections if s.text.strip()]
+
+
+def findings_text(report: str, *, wet_read: bool | None = None) -> str:
+  """The text of a report that `label_report` labels, one section per line.
+
+  Everything but the excluded sections (`report_sections`); with `wet_read` True or False, only
+  the WET READ blocks or only the rest (the final report). Notification sentences are dropped
+  later, sentence by sentence.
 
   Example:
     >>> findings_text("INDICATION: History of pneumothorax.\\nFINDINGS: Lungs are clear.")
     'Lungs are clear.'
   """
-  headers = list(_HEADER_RE.finditer(report))
-  if not headers:
-    return report
-  kept = []
-  for header, following in zip(headers, headers[1:] + [None]):
-    name = " ".join(header.group(1).lower().split())
-    if name in _LABELLED_SECTIONS:
-      end = following.start() if following is not None else len(report)
-      kept.append(report[header.end():end].strip())
-  if not kept:
-    return report[:headers[0].start()].strip()
-  return "\n".join(kept)
+  return "\n".join(s.text.strip() for s in report_sections(report)
+                   if s.labelled and (wet_read is None or s.wet_read == wet_read))
 
 
 def _sentences(text: str) -> list[list[str]]:
-  """Lower-cased tokens of each sentence (words, numbers, "?" and ",")."""
+  """Lower-cased tokens of each sentence (words, numbers, "?" and ","), notifications left out."""
   text = _DECIMAL_RE.sub(r"\1\2", text.lower())
-  return [tokens for part in _SENTENCE_RE.split(text) if (tokens := _TOKEN_RE.findall(part))]
+  return [tokens for part in _SENTENCE_RE.split(text)
+          if not _NOTIFICATION_RE.search(part) and (tokens := _TOKEN_RE.findall(part))]
 
 
 def _has_verb(tokens: Iterable[str]) -> bool:
@@ -521,7 +602,10 @@ def label_report(text: str) -> np.ndarray:
   """
   if not isinstance(text, str):
     raise TypeError(f"text must be a str, got {type(text).__name__}")
-  return _aggregate(_mentions(findings_text(text)))
+  final = _mentions(findings_text(text, wet_read=False))
+  stated = {observation for observation, _, _ in final}
+  wet_read = [m for m in _mentions(findings_text(text, wet_read=True)) if m[0] not in stated]
+  return _aggregate(final + wet_read)
 
 
 def label_reports(texts: Sequence[str]) -> np.ndarray:
