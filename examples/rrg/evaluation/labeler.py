@@ -4,9 +4,19 @@
 `BLANK` (not mentioned), `POSITIVE`, `NEGATIVE` or `UNCERTAIN`, in stages that mirror the
 CheXpert labeler (Irvin et al., AAAI 2019):
 
-0. *Sections* (`findings_text`): when a whole report has section headers (FINDINGS:,
-   IMPRESSION:, HISTORY:, INDICATION:, COMPARISON:, TECHNIQUE:, ...), only FINDINGS and
-   IMPRESSION are labelled, so that "INDICATION: History of pneumothorax" is not a finding.
+0. *Sections* (`report_sections`, `findings_text`): a whole report is read as it is written.
+   What is not a finding of this study is left out: the indication, history, reason for exam,
+   clinical information, comparison, technique, examination, notification and recommendation
+   sections (each up to the next header, a blank line or a new sentence on a new line), and,
+   wherever they stand, sentences that report a notification ("findings were discussed with
+   Dr. ___ ...", "... communicated to ...", "paged", "by telephone"). Everything else is
+   labelled: FINDINGS, IMPRESSION (also numbered, or without ":"), FINDINGS AND IMPRESSION,
+   WET READ blocks, paragraphs under no header after the header lines, all-caps view lines.
+   Lines wrapped at a fixed width are joined back into their sentences. *The final report wins
+   over a wet read*: a WET READ block (a preliminary read, before FINAL REPORT) is labelled on
+   its own, and for every observation (or other finding) that the final report states, the
+   final report's label is kept and the wet read's is dropped; the wet read still contributes
+   what the final report does not state.
 1. *Mention extraction*: phrases from a fixed list per observation, longest phrase first.
    Support devices include lines, catheters, ports, pacers, wires and clips; contours and the
    cardiomediastinal silhouette mention Enlarged Cardiomediastinum. Phrases that contain such a
@@ -130,7 +140,7 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
         "support device", "support devices", "device", "devices", "stent", "stents",
         "defibrillator", "icd", "aicd", "hardware", "screw", "screws", "coil", "coils",
         "drain", "drains", "cannula", "apparatus", "valve replacement", "prosthetic valve",
-        "dobhoff", "swan ganz",
+        "dobhoff", "swan ganz", "tracheostomy",
     ),
 }
 
@@ -149,7 +159,7 @@ _OTHER_FINDINGS: tuple[str, ...] = (
     "aspiration", "bronchitis", "bronchiolitis", "airways disease", "airway disease",
     "asthma", "bronchospasm", "inflammation", "inflammatory", "prominence", "prominent",
     "pulmonary hypertension", "deformity", "deformities", "irregular lucency", "thoracentesis",
-    "radiopaque", "bullet", "tracheostomy", "aerophagia", "arthropathy", "osteodystrophy",
+    "radiopaque", "bullet", "aerophagia", "arthropathy", "osteodystrophy",
     "plaque", "plaques", "blunting", "blunted",
 )
 
@@ -305,7 +315,8 @@ _WET_READ = "wet read"
 _FINAL_REPORT = "final report"
 _LABELLED_SECTIONS = (
     "findings", "finding", "impression", "impressions", "conclusion", "conclusions",
-    "findings and impression", "impression and findings", "findings impression", "addendum",
+    "findings and impression", "impression and findings", "findings impression",
+    "findings/impression", "addendum",
     "provisional findings impression", "pfi", _FINAL_REPORT, _WET_READ,
 )
 _SECTION_NAMES = "|".join(sorted((re.escape(h).replace(r"\ ", r"\s+")
@@ -317,7 +328,11 @@ _HEADER_RE = re.compile(
     r"|(?P<name>" + _SECTION_NAMES + r")(?:\(s\))?[ \t]*(?::|(?=[ \t]*(?:\n|$))))"
     r"|(?:^|(?<=\n))[ \t]*(?P<rule>_{5,})[ \t]*(?=\n|$)",
     re.IGNORECASE)
-_LINE_END_RE = re.compile(r"[.?!:]\s*$")
+_LINE_END_RE = re.compile(r"[.!:]\s*$")
+# A line that starts with a request continues an indication ("Assess for pulmonary edema.").
+_REQUEST_RE = re.compile(
+    r"(?:assess|evaluate|eval|please|rule\s+out|r/o|question|\?|to\s+evaluate|check|confirm"
+    r"|s/p|status\s+post|history|hx|follow|now|with)\b|\?", re.IGNORECASE)
 
 # Sentences that report a notification or a conversation about the findings ("Findings were
 # discussed with Dr. ___ at 3 pm"): not labelled, wherever they stand.
@@ -344,7 +359,8 @@ class Section(NamedTuple):
 def _excluded_end(text: str, all_caps: bool) -> int:
   """Where an excluded section's text ends: at a blank line, or at a new line that does not
   continue a wrapped line (the line before ends a sentence, or the new one starts with a capital
-  letter, unless the whole report is in capitals)."""
+  letter, unless the whole report is in capitals) and does not start with a request ("Assess
+  for ...", "Evaluate ...", "Please ...", "?", "s/p", ...)."""
   start = len(text) - len(text.lstrip())
   position = start
   for line in text[start:].split("\n")[:-1]:
@@ -353,6 +369,8 @@ def _excluded_end(text: str, all_caps: bool) -> int:
     following = rest.lstrip(" \t")
     if not following.strip() or following.startswith("\n"):
       return position
+    if _REQUEST_RE.match(following):
+      continue
     if _LINE_END_RE.search(line) or (not all_caps and following[0].isupper()):
       return position
   return len(text)
@@ -410,8 +428,33 @@ def findings_text(report: str, *, wet_read: bool | None = None) -> str:
     >>> findings_text("INDICATION: History of pneumothorax.\\nFINDINGS: Lungs are clear.")
     'Lungs are clear.'
   """
-  return "\n".join(s.text.strip() for s in report_sections(report)
+  return "\n".join(_unwrap(s.text.strip()) for s in report_sections(report)
                    if s.labelled and (wet_read is None or s.wet_read == wet_read))
+
+
+_JOINING_WORDS = frozenset({
+    "and", "or", "of", "the", "with", "without", "no", "to", "in", "a", "an", "for", "at", "by",
+    "is", "are",
+})
+
+
+def _unwrap(text: str) -> str:
+  """Joins the lines of a sentence wrapped at a fixed width (as in MIMIC-CXR): a new line that
+  follows no sentence end and starts with a lower-case letter, or that follows "," or a word
+  such as "and", "of", "no", is a space."""
+  lines = [line.strip() for line in text.split("\n")]
+  out = lines[:1]
+  for line in lines[1:]:
+    before = out[-1]
+    words = before.lower().split()
+    wrapped = before and line and (
+        (before[-1] not in ".;:!?" and (line[0].islower() or line[0] == "("))
+        or before.endswith(",") or (words and words[-1] in _JOINING_WORDS))
+    if wrapped:
+      out[-1] = f"{before} {line}"
+    else:
+      out.append(line)
+  return "\n".join(out)
 
 
 def _sentences(text: str) -> list[list[str]]:
@@ -510,7 +553,8 @@ def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
 
   A cue placed after the mention applies to it unless the cue is `claimed` (its start is in
   the set): a cue that reaches a later mention ("opacity, likely atelectasis") applies only
-  forward.
+  forward. "versus", "vs" and "?" reach back only up to a "," ("opacity, atelectasis versus
+  consolidation": the opacity is stated).
   """
   cue_starts = [cue.start for cue in cues]
   kinds = set()
@@ -518,7 +562,9 @@ def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
     if cue.value.endswith("_pre") and _reaches(clause, cue, mention, cue_starts):
       kinds.add(cue.value.removesuffix("_pre"))
     elif (cue.value.endswith("_post") and cue.start >= mention.end
-          and cue.start not in claimed):
+          and cue.start not in claimed
+          and not (" ".join(clause[cue.start:cue.end]) in _BIDIRECTIONAL
+                   and "," in clause[mention.end:cue.start])):
       kinds.add(cue.value.removesuffix("_post"))
   if "strong_unc" in kinds:
     return UNCERTAIN
