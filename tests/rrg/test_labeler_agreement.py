@@ -30,6 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "examples" / "rrg" / "results" / "labeler_agreement.json"
 README = ROOT / "examples" / "rrg" / "README.md"
 NO_FINDING = OBSERVATIONS.index("No Finding")
+NUMBER_WORDS = {8: "eight", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_committed_results_are_what_the_command_prints(result, tmp_path, capsys)
   assert capsys.readouterr().out.strip() == labeler_agreement.table(result)
 
 
-def test_readme_table_is_what_the_command_prints(result):
+def test_readme_table_is_what_the_command_prints(result, rows):
   text = README.read_text()
   table = labeler_agreement.table(result)
   assert table in text
@@ -130,6 +131,8 @@ def test_readme_table_is_what_the_command_prints(result):
   assert "python -m examples.rrg.evaluation.labeler_agreement" in section
   assert "CheXbert" in section and "--labels" in section
   assert "examples.rrg.evaluation.score" in section
+  assert f"{len(rows)} whole" in section and f"in {NUMBER_WORDS[len(report_corpus.SHAPES)]}" \
+      " report shapes" in " ".join(section.split())
   # Every number quoted in the prose is in the table or the results.
   prose = section[:section.index(table)] + section[section.index(table) + len(table):]
   prose = prose[:prose.index("\n## ")] if "\n## " in prose else prose

@@ -634,8 +634,9 @@ def label_report(text: str) -> np.ndarray:
 
   Args:
     text: a free-text report (raw or cleaned; case and punctuation are handled). A whole
-      report with section headers is reduced to its FINDINGS and IMPRESSION
-      (`findings_text`).
+      report is read as written (`report_sections`): indication, history, comparison,
+      technique and notification are left out; a WET READ block is labelled on its own and
+      the final report's label wins for every observation that the final report states.
 
   Returns:
     int32 array of shape (14,), in the order of `OBSERVATIONS`, with values
