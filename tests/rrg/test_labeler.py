@@ -172,6 +172,13 @@ CONTOUR_CASES = [
      _labels(Cardiomegaly=N, Enlarged_Cardiomediastinum=N, No_Finding=P)),
     ("The cardiomediastinal silhouette is enlarged.", _labels(Enlarged_Cardiomediastinum=P)),
     ("The left hemidiaphragm contour is obscured.", _labels(No_Finding=P)),
+    # "heart" alone is a mention; the heart as a place or a border is not.
+    ("Heart is mildly enlarged.", _labels(Cardiomegaly=P)),
+    ("Heart is normal in size.", _labels(Cardiomegaly=N, No_Finding=P)),
+    ("Pacer leads terminate in the right heart.", _labels(Support_Devices=P, No_Finding=P)),
+    ("A surgical clip projects over the heart.", _labels(Support_Devices=P, No_Finding=P)),
+    ("Prosthetic heart valve.", _labels(Support_Devices=P, No_Finding=P)),
+    ("The right heart border is obscured.", _labels(No_Finding=P)),
 ]
 
 EDEMA_CASES = [

@@ -140,7 +140,7 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
         "support device", "support devices", "device", "devices", "stent", "stents",
         "defibrillator", "icd", "aicd", "hardware", "screw", "screws", "coil", "coils",
         "drain", "drains", "cannula", "apparatus", "valve replacement", "prosthetic valve",
-        "dobhoff", "swan ganz", "tracheostomy",
+        "dobhoff", "swan ganz", "tracheostomy", "heart valve", "heart valves",
     ),
 }
 
@@ -172,7 +172,8 @@ _NOT_MENTIONS: tuple[str, ...] = (
     "diaphragmatic contours", "hemidiaphragm contour", "hemidiaphragmatic contour",
     "costophrenic angle", "costophrenic angles", "aortic contour", "aortic knob",
     "heart border", "heart borders", "the heart border", "the heart borders", "cardiac border",
-    "cardiac borders",
+    "cardiac borders", "right heart", "left heart", "over the heart", "overlying the heart",
+    "behind the heart",
 )
 
 # Mentions that name the heart or mediastinum without saying whether it is enlarged: "stable"
