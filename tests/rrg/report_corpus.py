@@ -174,6 +174,10 @@ FINDINGS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("There is no evidence of pneumonia.", "PN-"),
             ("Lungs are clear without edema or infiltrate.", "ED- OP-"),
             ("No focal opacity concerning for pneumonia.", "OP- PN-"),
+            ("No atelectasis or consolidation.", "AT- CO-"),
+            ("There is no lobar collapse or consolidation.", "AT- CO-"),
+            ("No suspicious pulmonary nodule or mass.", "LL-"),
+            ("No nodules or masses are identified.", "LL-"),
         ],
         "edema": [
             ("There is mild pulmonary edema.", "ED+"),
@@ -266,6 +270,8 @@ FINDINGS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("Costophrenic angles are sharp.", ""),
             ("No pleural abnormality.", ""),
             ("Neither pleural effusion nor pneumothorax.", "EF- PX-"),
+            ("No pleural thickening or effusion.", "PO- EF-"),
+            ("No pleural effusion, thickening, or pneumothorax.", "EF- PO- PX-"),
         ],
         "effusion": [
             ("Small left pleural effusion.", "EF+"),
@@ -321,6 +327,8 @@ FINDINGS: dict[str, dict[str, list[tuple[str, str]]]] = {
             ("Bony structures are unremarkable.", ""),
             ("No acute fracture.", "FX-"),
             ("Visualized osseous structures are grossly intact.", ""),
+            ("Bones are intact without fracture.", "FX-"),
+            ("No fracture is seen.", "FX-"),
         ],
         "fracture": [
             ("Acute fracture of the left seventh rib.", "FX+"),
