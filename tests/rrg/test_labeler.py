@@ -172,6 +172,13 @@ CONTOUR_CASES = [
      _labels(Cardiomegaly=N, Enlarged_Cardiomediastinum=N, No_Finding=P)),
     ("The cardiomediastinal silhouette is enlarged.", _labels(Enlarged_Cardiomediastinum=P)),
     ("The left hemidiaphragm contour is obscured.", _labels(No_Finding=P)),
+    # "heart" alone is a mention; the heart as a place or a border is not.
+    ("Heart is mildly enlarged.", _labels(Cardiomegaly=P)),
+    ("Heart is normal in size.", _labels(Cardiomegaly=N, No_Finding=P)),
+    ("Pacer leads terminate in the right heart.", _labels(Support_Devices=P, No_Finding=P)),
+    ("A surgical clip projects over the heart.", _labels(Support_Devices=P, No_Finding=P)),
+    ("Prosthetic heart valve.", _labels(Support_Devices=P, No_Finding=P)),
+    ("The right heart border is obscured.", _labels(No_Finding=P)),
 ]
 
 EDEMA_CASES = [
@@ -234,6 +241,58 @@ SECTION_CASES = [
     ("Findings consistent with pneumonia in the right lower lobe.", _labels(Pneumonia=P)),
 ]
 
+_HEADERS = ("EXAMINATION:  CHEST (PORTABLE AP)", "",
+            "INDICATION:  ___-year-old woman with pneumothorax and CHF, evaluate for",
+            "pneumonia.", "", "COMPARISON:  ___, which showed a right pleural effusion.", "")
+
+# Whole MIMIC-CXR-style reports: what is not a finding of this study is left out, everything
+# else is read; the final report wins over a wet read.
+WHOLE_REPORT_CASES = [
+    # Unheaded paragraphs after the header lines (the phrasings).
+    (_report(*_HEADERS, "Heart is mildly enlarged. No pleural effusion."),
+     _labels(Cardiomegaly=P, Pleural_Effusion=N)),
+    (_report(*_HEADERS, "Unchanged moderate cardiomegaly with retrocardiac atelectasis."),
+     _labels(Cardiomegaly=P, Atelectasis=P)),
+    (_report(*_HEADERS, "Mild cardiomegaly and widened mediastinum are stable."),
+     _labels(Cardiomegaly=P, Enlarged_Cardiomediastinum=P)),
+    (_report(*_HEADERS, "Cardiomediastinal contours are unchanged with mild cardiomegaly."),
+     _labels(Cardiomegaly=P, Enlarged_Cardiomediastinum=U)),
+    (_report(*_HEADERS, "Bilateral pulmonary edema is also increased now moderate to severe."),
+     _labels(Edema=P)),
+    # All-caps view line, wrapped lines, numbered impression without a colon.
+    (_report("FINAL REPORT", *_HEADERS, "PA AND LATERAL VIEWS OF THE CHEST", "",
+             "There is no focal consolidation, pleural", "effusion, or pneumothorax. Heart is",
+             "mildly enlarged.", "", "IMPRESSION", "1. Mild cardiomegaly.",
+             "2. No acute process."),
+     _labels(Cardiomegaly=P, Consolidation=N, Pleural_Effusion=N, Pneumothorax=N)),
+    # FINDINGS AND IMPRESSION; an unheaded notification sentence is not a finding.
+    (_report(*_HEADERS, "FINDINGS AND IMPRESSION:", "Left PICC ends in the low SVC. Lungs clear.",
+             "Findings of a possible pneumothorax were discussed with Dr. ___ at 3 pm."),
+     _labels(Support_Devices=P, No_Finding=P)),
+    (_report(*_HEADERS, "FINDINGS:  Small left effusion.", "",
+             "NOTIFICATION:  The pneumonia was communicated to Dr. ___ by telephone."),
+     _labels(Pleural_Effusion=P)),
+    # A wet read block: read, but the final report wins where both state an observation.
+    (_report("WET READ: ___ ___ 2:15 PM", "  1. Possible left apical pneumothorax.",
+             "  2. Small right effusion.", "_" * 70, "", "FINAL REPORT", *_HEADERS,
+             "The left apex is clear, no pneumothorax."),
+     _labels(Pneumothorax=N, Pleural_Effusion=P)),
+    (_report("WET READ: ___ ___ 9:00 AM", "No pneumothorax.", "", "FINAL REPORT", *_HEADERS,
+             "IMPRESSION:  Tiny right apical pneumothorax."),
+     _labels(Pneumothorax=P)),
+    # Old-style headers and an all-caps report.
+    (_report("UNDERLYING MEDICAL CONDITION:", "  ___ year old man with pneumonia",
+             "REASON FOR THIS EXAMINATION:", "  ? effusion", "FINAL REPORT",
+             "Right lower lobe consolidation."),
+     _labels(Consolidation=P)),
+    (_report("HISTORY: PNEUMONIA.", "FINDINGS: MILD EDEMA. NO EFFUSION."),
+     _labels(Edema=P, Pleural_Effusion=N)),
+    # A request that continues an indication is still the indication.
+    (_report("INDICATION: Shortness of breath.", "Assess for pulmonary edema.", "",
+             "Lungs are clear."),
+     _labels(No_Finding=P)),
+]
+
 # Negation and uncertainty that must keep working (MIMIC and IU phrasing).
 MORE_CASES = [
     ("No acute cardiopulmonary abnormality.", _labels(No_Finding=P)),
@@ -255,7 +314,7 @@ MORE_CASES = [
 ]
 
 ALL_CASES = (CASES + STABILITY_CASES + DEVICE_CASES + CONTOUR_CASES + EDEMA_CASES
-             + OTHER_FINDING_CASES + SECTION_CASES + MORE_CASES)
+             + OTHER_FINDING_CASES + SECTION_CASES + WHOLE_REPORT_CASES + MORE_CASES)
 
 
 @pytest.mark.parametrize("text, expected", ALL_CASES,
@@ -400,3 +459,17 @@ def test_findings_text_keeps_findings_and_impression():
   # A header word not followed by ":" or not at the start of a sentence is text.
   assert findings_text("Findings suggest edema.") == "Findings suggest edema."
   assert findings_text("no change in findings: see below") == "no change in findings: see below"
+
+
+def test_findings_text_reads_the_report_as_written():
+  report = ("WET READ: ___ 2 PM\nPossible effusion.\n______________\nFINAL REPORT\n"
+            "INDICATION: Cough, evaluate for\npneumonia.\n\nTECHNIQUE: PA and lateral.\n"
+            "SINGLE FRONTAL VIEW OF THE CHEST\nMild edema and small\neffusion.\n\n"
+            "IMPRESSION\n1. Edema.")
+  assert findings_text(report, wet_read=True) == "___ 2 PM\nPossible effusion."
+  assert findings_text(report, wet_read=False) == (
+      "SINGLE FRONTAL VIEW OF THE CHEST\nMild edema and small effusion.\n1. Edema.")
+  sections = labeler.report_sections(report)
+  assert [(s.header, s.labelled, s.wet_read) for s in sections] == [
+      ("wet read", True, True), ("indication", False, False), ("technique", False, False),
+      ("", True, False), ("impression", True, False)]

@@ -4,9 +4,19 @@
 `BLANK` (not mentioned), `POSITIVE`, `NEGATIVE` or `UNCERTAIN`, in stages that mirror the
 CheXpert labeler (Irvin et al., AAAI 2019):
 
-0. *Sections* (`findings_text`): when a whole report has section headers (FINDINGS:,
-   IMPRESSION:, HISTORY:, INDICATION:, COMPARISON:, TECHNIQUE:, ...), only FINDINGS and
-   IMPRESSION are labelled, so that "INDICATION: History of pneumothorax" is not a finding.
+0. *Sections* (`report_sections`, `findings_text`): a whole report is read as it is written.
+   What is not a finding of this study is left out: the indication, history, reason for exam,
+   clinical information, comparison, technique, examination, notification and recommendation
+   sections (each up to the next header, a blank line or a new sentence on a new line), and,
+   wherever they stand, sentences that report a notification ("findings were discussed with
+   Dr. ___ ...", "... communicated to ...", "paged", "by telephone"). Everything else is
+   labelled: FINDINGS, IMPRESSION (also numbered, or without ":"), FINDINGS AND IMPRESSION,
+   WET READ blocks, paragraphs under no header after the header lines, all-caps view lines.
+   Lines wrapped at a fixed width are joined back into their sentences. *The final report wins
+   over a wet read*: a WET READ block (a preliminary read, before FINAL REPORT) is labelled on
+   its own, and for every observation (or other finding) that the final report states, the
+   final report's label is kept and the wet read's is dropped; the wet read still contributes
+   what the final report does not state.
 1. *Mention extraction*: phrases from a fixed list per observation, longest phrase first.
    Support devices include lines, catheters, ports, pacers, wires and clips; contours and the
    cardiomediastinal silhouette mention Enlarged Cardiomediastinum. Phrases that contain such a
@@ -84,7 +94,7 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
         "contour", "contours", "hilar contour", "hilar contours", "pericardial silhouette",
     ),
     "Cardiomegaly": (
-        "cardiomegaly", "the heart", "heart size", "cardiac size", "enlarged heart",
+        "cardiomegaly", "heart", "the heart", "heart size", "cardiac size", "enlarged heart",
         "cardiac enlargement", "cardiac silhouette", "cardiac contour", "cardiac contours",
         "cardiac shadow",
     ),
@@ -130,7 +140,7 @@ _MENTIONS: dict[str, tuple[str, ...]] = {
         "support device", "support devices", "device", "devices", "stent", "stents",
         "defibrillator", "icd", "aicd", "hardware", "screw", "screws", "coil", "coils",
         "drain", "drains", "cannula", "apparatus", "valve replacement", "prosthetic valve",
-        "dobhoff", "swan ganz",
+        "dobhoff", "swan ganz", "tracheostomy", "heart valve", "heart valves",
     ),
 }
 
@@ -149,7 +159,7 @@ _OTHER_FINDINGS: tuple[str, ...] = (
     "aspiration", "bronchitis", "bronchiolitis", "airways disease", "airway disease",
     "asthma", "bronchospasm", "inflammation", "inflammatory", "prominence", "prominent",
     "pulmonary hypertension", "deformity", "deformities", "irregular lucency", "thoracentesis",
-    "radiopaque", "bullet", "tracheostomy", "aerophagia", "arthropathy", "osteodystrophy",
+    "radiopaque", "bullet", "aerophagia", "arthropathy", "osteodystrophy",
     "plaque", "plaques", "blunting", "blunted",
 )
 
@@ -161,12 +171,15 @@ _NOT_MENTIONS: tuple[str, ...] = (
     "junction line", "paraspinal line", "azygoesophageal line", "diaphragmatic contour",
     "diaphragmatic contours", "hemidiaphragm contour", "hemidiaphragmatic contour",
     "costophrenic angle", "costophrenic angles", "aortic contour", "aortic knob",
+    "heart border", "heart borders", "the heart border", "the heart borders", "cardiac border",
+    "cardiac borders", "right heart", "left heart", "over the heart", "overlying the heart",
+    "behind the heart",
 )
 
 # Mentions that name the heart or mediastinum without saying whether it is enlarged: "stable"
 # or "unchanged" about them is uncertain (CheXpert), unless the clause says "enlarged".
 _ANATOMY: frozenset[str] = frozenset({
-    "the heart", "heart size", "cardiac size", "cardiac silhouette", "cardiac contour",
+    "heart", "the heart", "heart size", "cardiac size", "cardiac silhouette", "cardiac contour",
     "cardiac contours", "cardiac shadow", "cardiomediastinum", "cardiomediastinal",
     "cardiomediastinal silhouette", "cardiomediastinal contour", "cardiomediastinal contours",
     "mediastinum", "mediastinal silhouette", "mediastinal contour", "mediastinal contours",
@@ -288,56 +301,168 @@ _PHRASE_INDEX = _phrase_index()
 _MAX_PHRASE_LEN = max(len(tokens) for tokens in _PHRASE_INDEX)
 
 
-# Section headers of whole reports ("FINDINGS:", "INDICATION:", ...), at the start of the text,
-# of a line or of a sentence. Only the findings and impression sections are labelled.
-_LABELLED_SECTIONS = ("findings", "finding", "impression", "impressions", "conclusion",
-                      "conclusions")
-_OTHER_SECTIONS = (
+# Section headers of whole reports, at the start of the text, of a line or of a sentence, followed
+# by ":" or alone on their line ("IMPRESSION"). Excluded sections hold what is not a finding of
+# this study; every other section (and text under no header) is labelled.
+_EXCLUDED_SECTIONS = (
     "history", "clinical history", "medical history", "indication", "indications",
     "clinical indication", "reason for exam", "reason for examination", "reason for study",
+    "reason for this examination", "underlying medical condition", "medical condition",
     "comparison", "comparisons", "technique", "examination", "exam", "procedure",
-    "clinical information", "clinical data", "notification", "recommendation",
-    "recommendations", "wet read", "type of examination", "reference exam", "provisional",
+    "clinical information", "clinical data", "notification", "notifications", "communication",
+    "recommendation", "recommendations", "type of examination", "reference exam",
 )
+_WET_READ = "wet read"
+_FINAL_REPORT = "final report"
+_LABELLED_SECTIONS = (
+    "findings", "finding", "impression", "impressions", "conclusion", "conclusions",
+    "findings and impression", "impression and findings", "findings impression",
+    "findings/impression", "addendum",
+    "provisional findings impression", "pfi", _FINAL_REPORT, _WET_READ,
+)
+_SECTION_NAMES = "|".join(sorted((re.escape(h).replace(r"\ ", r"\s+")
+                                  for h in (*_LABELLED_SECTIONS, *_EXCLUDED_SECTIONS)),
+                                 key=len, reverse=True))
 _HEADER_RE = re.compile(
-    r"(?:^|(?<=[\n.;]))[ \t]*("
-    + "|".join(sorted((re.escape(h).replace(r"\ ", r"\s+")
-                       for h in (*_LABELLED_SECTIONS, *_OTHER_SECTIONS)),
-                      key=len, reverse=True))
-    + r")(?:\(s\))?[ \t]*:", re.IGNORECASE)
+    r"(?:^|(?<=[\n.;]))[ \t]*"
+    r"(?:(?P<wet>wet\s+read(?:\s+version\s*#?\s*\d+)?)[ \t]*:?"
+    r"|(?P<name>" + _SECTION_NAMES + r")(?:\(s\))?[ \t]*(?::|(?=[ \t]*(?:\n|$))))"
+    r"|(?:^|(?<=\n))[ \t]*(?P<rule>_{5,})[ \t]*(?=\n|$)",
+    re.IGNORECASE)
+_LINE_END_RE = re.compile(r"[.!:]\s*$")
+# A line that starts with a request continues an indication ("Assess for pulmonary edema.").
+_REQUEST_RE = re.compile(
+    r"(?:assess|evaluate|eval|please|rule\s+out|r/o|question|\?|to\s+evaluate|check|confirm"
+    r"|s/p|status\s+post|history|hx|follow|now|with)\b|\?", re.IGNORECASE)
+
+# Sentences that report a notification or a conversation about the findings ("Findings were
+# discussed with Dr. ___ at 3 pm"): not labelled, wherever they stand.
+_NOTIFICATION_RE = re.compile(
+    r"\b(?:discussed|communicated|conveyed|relayed|reported|spoke|spoken|telephoned|paged"
+    r"|notified|informed)\s+(?:with|to|by|via|at)\b|\b(?:notified|paged|telephoned|informed)\b"
+    r"|\btelephone\b|\bby\s+phone\b|\bvia\s+phone\b|\bcalled\s+to\b",
+    re.IGNORECASE)
 
 
-def findings_text(report: str) -> str:
-  """The part of a report that `label_report` labels: its findings and impression.
+class Section(NamedTuple):
+  """A part of a whole report: its header (lower case, "" for none), text and standing.
 
-  Without section headers the whole text is returned. With headers (case-insensitive, followed
-  by ":" at the start of the text, a line or a sentence: FINDINGS, IMPRESSION, CONCLUSION,
-  HISTORY, INDICATION, COMPARISON, TECHNIQUE, EXAMINATION, ...), only the FINDINGS, IMPRESSION
-  and CONCLUSION sections are kept, one per line; when none of these is present, only the
-  text before the first header.
+  `labelled` says whether its text is a finding of this study; `wet_read` whether it belongs to
+  a preliminary read that precedes the final report.
+  """
+
+  header: str
+  text: str
+  labelled: bool
+  wet_read: bool
+
+
+def _excluded_end(text: str, all_caps: bool) -> int:
+  """Where an excluded section's text ends: at a blank line, or at a new line that does not
+  continue a wrapped line (the line before ends a sentence, or the new one starts with a capital
+  letter, unless the whole report is in capitals) and does not start with a request ("Assess
+  for ...", "Evaluate ...", "Please ...", "?", "s/p", ...)."""
+  start = len(text) - len(text.lstrip())
+  position = start
+  for line in text[start:].split("\n")[:-1]:
+    position += len(line) + 1
+    rest = text[position:]
+    following = rest.lstrip(" \t")
+    if not following.strip() or following.startswith("\n"):
+      return position
+    if _REQUEST_RE.match(following):
+      continue
+    if _LINE_END_RE.search(line) or (not all_caps and following[0].isupper()):
+      return position
+  return len(text)
+
+
+def report_sections(report: str) -> list[Section]:
+  """Splits a whole report into sections, in reading order.
+
+  Headers are read case-insensitively at the start of the text, of a line or of a sentence,
+  followed by ":" or alone on their line (FINDINGS, IMPRESSION, FINDINGS AND IMPRESSION,
+  CONCLUSION, INDICATION, HISTORY, REASON FOR EXAM, CLINICAL INFORMATION, COMPARISON, TECHNIQUE,
+  EXAMINATION, NOTIFICATION, RECOMMENDATION(S), FINAL REPORT, WET READ, ...). Text under an
+  excluded header (indication, history, reason for exam, clinical information, comparison,
+  technique, examination, notification, recommendation) is not labelled up to the next header,
+  a blank line, or a new line that starts a new sentence rather than continuing a wrapped line;
+  what follows is labelled (MIMIC-CXR's unheaded findings paragraphs after the header lines).
+  Everything else is labelled: the findings, impressions (also numbered), WET READ blocks, text
+  before the first header, view lines such as "PA AND LATERAL VIEWS OF THE CHEST". A WET READ
+  block ends at FINAL REPORT, at a line of underscores or at the next other header.
+  """
+  all_caps = not any(c.islower() for c in report)
+  sections = []
+  header, labelled, wet_read, position = "", True, False, 0
+  for match in [*_HEADER_RE.finditer(report), None]:
+    end = match.start() if match is not None else len(report)
+    text = report[position:end]
+    if labelled:
+      sections.append(Section(header, text, True, wet_read))
+    else:
+      split = _excluded_end(text, all_caps)
+      sections.append(Section(header, text[:split], False, wet_read))
+      if text[split:].strip():
+        sections.append(Section("", text[split:], True, wet_read))
+    if match is None:
+      break
+    position = match.end()
+    if match.group("wet"):
+      header, labelled, wet_read = _WET_READ, True, True
+    elif match.group("rule"):
+      header, labelled, wet_read = "", True, False
+    else:
+      header = " ".join(match.group("name").lower().split())
+      labelled, wet_read = header in _LABELLED_SECTIONS, False
+  return [s for s in sections if s.text.strip()]
+
+
+def findings_text(report: str, *, wet_read: bool | None = None) -> str:
+  """The text of a report that `label_report` labels, one section per line.
+
+  Everything but the excluded sections (`report_sections`); with `wet_read` True or False, only
+  the WET READ blocks or only the rest (the final report). Notification sentences are dropped
+  later, sentence by sentence.
 
   Example:
     >>> findings_text("INDICATION: History of pneumothorax.\\nFINDINGS: Lungs are clear.")
     'Lungs are clear.'
   """
-  headers = list(_HEADER_RE.finditer(report))
-  if not headers:
-    return report
-  kept = []
-  for header, following in zip(headers, headers[1:] + [None]):
-    name = " ".join(header.group(1).lower().split())
-    if name in _LABELLED_SECTIONS:
-      end = following.start() if following is not None else len(report)
-      kept.append(report[header.end():end].strip())
-  if not kept:
-    return report[:headers[0].start()].strip()
-  return "\n".join(kept)
+  return "\n".join(_unwrap(s.text.strip()) for s in report_sections(report)
+                   if s.labelled and (wet_read is None or s.wet_read == wet_read))
+
+
+_JOINING_WORDS = frozenset({
+    "and", "or", "of", "the", "with", "without", "no", "to", "in", "a", "an", "for", "at", "by",
+    "is", "are",
+})
+
+
+def _unwrap(text: str) -> str:
+  """Joins the lines of a sentence wrapped at a fixed width (as in MIMIC-CXR): a new line that
+  follows no sentence end and starts with a lower-case letter, or that follows "," or a word
+  such as "and", "of", "no", is a space."""
+  lines = [line.strip() for line in text.split("\n")]
+  out = lines[:1]
+  for line in lines[1:]:
+    before = out[-1]
+    words = before.lower().split()
+    wrapped = before and line and (
+        (before[-1] not in ".;:!?" and (line[0].islower() or line[0] == "("))
+        or before.endswith(",") or (words and words[-1] in _JOINING_WORDS))
+    if wrapped:
+      out[-1] = f"{before} {line}"
+    else:
+      out.append(line)
+  return "\n".join(out)
 
 
 def _sentences(text: str) -> list[list[str]]:
-  """Lower-cased tokens of each sentence (words, numbers, "?" and ",")."""
+  """Lower-cased tokens of each sentence (words, numbers, "?" and ","), notifications left out."""
   text = _DECIMAL_RE.sub(r"\1\2", text.lower())
-  return [tokens for part in _SENTENCE_RE.split(text) if (tokens := _TOKEN_RE.findall(part))]
+  return [tokens for part in _SENTENCE_RE.split(text)
+          if not _NOTIFICATION_RE.search(part) and (tokens := _TOKEN_RE.findall(part))]
 
 
 def _has_verb(tokens: Iterable[str]) -> bool:
@@ -429,7 +554,8 @@ def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
 
   A cue placed after the mention applies to it unless the cue is `claimed` (its start is in
   the set): a cue that reaches a later mention ("opacity, likely atelectasis") applies only
-  forward.
+  forward. "versus", "vs" and "?" reach back only up to a "," ("opacity, atelectasis versus
+  consolidation": the opacity is stated).
   """
   cue_starts = [cue.start for cue in cues]
   kinds = set()
@@ -437,7 +563,9 @@ def _classify(clause: Sequence[str], mention: _Match, cues: Sequence[_Match],
     if cue.value.endswith("_pre") and _reaches(clause, cue, mention, cue_starts):
       kinds.add(cue.value.removesuffix("_pre"))
     elif (cue.value.endswith("_post") and cue.start >= mention.end
-          and cue.start not in claimed):
+          and cue.start not in claimed
+          and not (" ".join(clause[cue.start:cue.end]) in _BIDIRECTIONAL
+                   and "," in clause[mention.end:cue.start])):
       kinds.add(cue.value.removesuffix("_post"))
   if "strong_unc" in kinds:
     return UNCERTAIN
@@ -507,8 +635,9 @@ def label_report(text: str) -> np.ndarray:
 
   Args:
     text: a free-text report (raw or cleaned; case and punctuation are handled). A whole
-      report with section headers is reduced to its FINDINGS and IMPRESSION
-      (`findings_text`).
+      report is read as written (`report_sections`): indication, history, comparison,
+      technique and notification are left out; a WET READ block is labelled on its own and
+      the final report's label wins for every observation that the final report states.
 
   Returns:
     int32 array of shape (14,), in the order of `OBSERVATIONS`, with values
@@ -521,7 +650,10 @@ def label_report(text: str) -> np.ndarray:
   """
   if not isinstance(text, str):
     raise TypeError(f"text must be a str, got {type(text).__name__}")
-  return _aggregate(_mentions(findings_text(text)))
+  final = _mentions(findings_text(text, wet_read=False))
+  stated = {observation for observation, _, _ in final}
+  wet_read = [m for m in _mentions(findings_text(text, wet_read=True)) if m[0] not in stated]
+  return _aggregate(final + wet_read)
 
 
 def label_reports(texts: Sequence[str]) -> np.ndarray:
