@@ -36,7 +36,7 @@ def test_home_page_method_list_covers_the_registry():
   text = method_tables.method_list_markdown()
   for name in came_grad_jax.method_names():
     assert came_grad_jax.get_method(name).title in text, name
-  assert f"{len(came_grad_jax.method_names('gradient'))} gradient methods" in text
+  assert f"**{len(came_grad_jax.method_names('gradient'))} gradient methods**" in text
 
 
 def _table(ncols: int, nrows: int, right_from: int = 1) -> nodes.table:

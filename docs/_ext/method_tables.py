@@ -6,8 +6,8 @@ transformation (or loss weighting) and weighting that build it, the properties t
 records (non-conflicting, invariant to task-loss scaling, randomised, needs K), and the paper's
 link; ``:columns: method cost`` (any keys of ``COLUMNS``) picks other columns. It is meant for MyST pages (the rows are parsed as Markdown).
 
-``method-list`` renders the whole registry as one paragraph for the home page: the gradient
-methods, then the loss weightings, each title linked to the API page of its factory, with the
+``method-list`` renders the whole registry for the home page: one item for the gradient
+methods, one for the loss weightings, each title linked to the API page of its factory, with the
 counts; a method added to the registry appears there without editing the page.
 
 At the end of reading, every registered method must appear in some table without ``:all:`` (a
@@ -117,17 +117,19 @@ def method_list_markdown() -> str:
       m = cg.get_method(n)
       path = _public_path(m.factory)
       links.append(f"{{func}}`{_cell(m.title)} <{path}>`" if path else _cell(m.title))
-    parts.append(f"{len(names)} {label}: " + ", ".join(links))
-  return "; ".join(parts) + "."
+    parts.append(f"- **{len(names)} {label}**: " + ", ".join(links) + ".")
+  return "\n".join(parts)
 
 
 class MethodList(SphinxDirective):
-  """``method-list``: every registered method's title, linked, in one paragraph."""
+  """``method-list``: every registered method's title, linked, one list item per kind."""
 
   has_content = False
 
   def run(self) -> list[nodes.Node]:
-    return self.parse_text_to_nodes(method_list_markdown())
+    container = nodes.container(classes=["method-list"])   # custom.css: titles in the text font
+    container += self.parse_text_to_nodes(method_list_markdown())
+    return [container]
 
 
 def _purge(app, env, docname):
