@@ -99,6 +99,7 @@ def test_beams_are_distinct_and_sorted():
     assert np.all(beams[:, 0] == tasks.BOS_ID)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", sorted(models.BACKBONES))
 def test_one_beam_is_greedy_and_greedy_follows_the_argmax(backbone):
   model = _model(backbone, SMALL, seed=3)

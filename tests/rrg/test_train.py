@@ -164,6 +164,7 @@ def test_plain_ls_trainer_takes_the_same_step_as_ls_through_the_registry():
   _close(moved["ls_plain"][1], moved["ls"][1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_loss_weighting_step_weights_the_losses():
   model = _model(5)
   method = train.make_method(SMOKE, "famo")
