@@ -1,3 +1,3 @@
 """The version of came_grad_jax (the single source; pyproject.toml reads it)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

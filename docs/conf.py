@@ -34,11 +34,12 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",       # Google-style docstrings
-    "sphinx.ext.mathjax",
+    "offline_mathjax",           # docs/_ext/offline_mathjax.py: MathJax 3 served from _static
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
     "public_api",                # docs/_ext/public_api.py: the API page from __all__
     "method_tables",             # docs/_ext/method_tables.py: property tables from the registry
+    "split_tables",              # docs/_ext/split_tables.py: wide result tables split to fit
 ]
 
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "README.md"]
@@ -56,6 +57,8 @@ nitpick_ignore_regex = [
 
 # -- autodoc / napoleon --------------------------------------------------------
 autodoc_default_options = {"member-order": "bysource"}
+# The per-object API pages are written by docs/_ext/public_api.py, not by autosummary's templates.
+autosummary_generate = False
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 # Show the unions by their names (ScalarOrSchedule, ArrayLike), not expanded to a dozen types.
@@ -101,14 +104,3 @@ html_css_files = ["custom.css"]
 html_show_sourcelink = False
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
-
-# MathJax: Sphinx's default loads it from a CDN in the reader's browser. For reading
-# the site offline, point CAME_DOCS_MATHJAX at a local copy, e.g. Debian's libjs-mathjax:
-# CAME_DOCS_MATHJAX=file:///usr/share/javascript/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML
-if os.environ.get("CAME_DOCS_MATHJAX"):
-  mathjax_path = os.environ["CAME_DOCS_MATHJAX"]
-  if "MathJax.js" in mathjax_path:   # MathJax 2 takes its configuration in another form
-    myst_update_mathjax = False
-    mathjax2_config = {"tex2jax": {
-        "processClass": "tex2jax_process|mathjax_process|math|output_area",
-        "ignoreClass": "tex2jax_ignore|mathjax_ignore"}}

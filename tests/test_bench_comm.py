@@ -36,6 +36,7 @@ def test_task_names_and_k():
     bench_comm.task_names(5)
 
 
+@pytest.mark.slow
 def test_exact_method_reduces_k_gradients_over_data():
   """Data parallel (data=8): LS reduces one gradient, CAME-Grad K = 2 of them, no gather."""
   if jax.device_count() < 8:

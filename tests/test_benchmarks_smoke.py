@@ -9,6 +9,7 @@ pytest.importorskip("flax")
 from benchmarks import run_all  # noqa: E402
 
 
+@pytest.mark.slow
 def test_run_all_quick_writes_json_for_every_benchmark(tmp_path):
   run_all.main(["--quick", "--out", str(tmp_path)])
   for name in ("transform", "weighting", "peers", "train_step"):

@@ -24,6 +24,7 @@ def test_batched_spd_solve_matches_numpy(x64, k):
   np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8 * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_face_candidates_batch_equals_one_face_at_a_time(x64):
   k = 5
   m = jnp.asarray(random_gram(k, 3))

@@ -118,6 +118,7 @@ def test_unknown_method_is_named():
     md.make_trainer("no_such_method", apply=None, params=None, learning_rate=1e-3)
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_table_json_and_figure(tmp_path):
   methods = ["ls", "came", "famo"]
   not_for_two_tasks = [m for m in ("krum",) if m in cg.method_names()]  # needs K >= 3

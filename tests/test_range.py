@@ -45,6 +45,7 @@ def _rel_err(got, want):
   return np.linalg.norm(got - want) / max(np.linalg.norm(want), np.finfo(np.float64).tiny)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _methods())
 def test_zero_task_weight_gives_the_other_tasks_answer(name):
   """``task_weights=[0, 1]`` is legal: finite, the float64 answer, and count advances."""
@@ -58,6 +59,7 @@ def test_zero_task_weight_gives_the_other_tasks_answer(name):
     assert int(state.count) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _methods())
 def test_tiny_task_gradient_next_to_an_ordinary_one(name):
   """Entries of 1e-17 (norm ~5e-17, a converged auxiliary task) beside O(1): no NaN."""

@@ -68,6 +68,7 @@ def test_state_can_be_donated():
   assert len(jax.tree.leaves(jax.jit(lambda s: s, donate_argnums=0)(states))) == count
 
 
+@pytest.mark.slow
 def test_non_finite_gradients_reach_the_update_under_jit():
   """Every gradient method, in one compiled function: NaN in, NaN out, state untouched."""
   g = {"w": jnp.array([[1.0, 2.0, jnp.nan], [3.0, -1.0, 1.0], [0.5, 1.0, -2.0]])}
@@ -136,6 +137,7 @@ def test_exact_zero_task_gradient_is_not_an_underflow():
   assert np.all(np.isfinite(out["w"])) and int(state.count) == 1
 
 
+@pytest.mark.slow
 def test_grad_through_the_dual_k3_raises_and_k2_matches_finite_differences():
   tx = cg.came_grad()
   state = tx.init(jnp.zeros(7))

@@ -5,6 +5,7 @@ import re
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from examples.toy import problem, run
 
@@ -37,6 +38,7 @@ def test_pareto_front_is_non_dominated():
 ROW = re.compile(r"^(\S+)\s+\((\S+), (\S+)\)\s+\((\S+), (\S+)\)\s+(\S+)\s+(\S+)\s+(\S+)\s+(yes|no)$")
 
 
+@pytest.mark.slow
 def test_figure_one_behaviour_and_summary_match_the_plotted_data(tmp_path, capsys):
   run.main(["--out", str(tmp_path)])  # the paper's setting: Adam, lr 1e-3, 100k steps
   printed = capsys.readouterr().out

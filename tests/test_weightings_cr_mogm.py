@@ -9,6 +9,7 @@ from came_grad_jax import weightings
 from tests import mtl_checks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["mgda", "upgrad", "pcgrad"])
 def test_is_the_ema_of_the_base_coefficients(x64, base):
   inner = getattr(weightings, base)()

@@ -6,6 +6,10 @@ transformation (or loss weighting) and weighting that build it, the properties t
 records (non-conflicting, invariant to task-loss scaling, randomised, needs K), and the paper's
 link; ``:columns: method cost`` (any keys of ``COLUMNS``) picks other columns. It is meant for MyST pages (the rows are parsed as Markdown).
 
+``method-list`` renders the whole registry for the home page: one item for the gradient
+methods, one for the loss weightings, each title linked to the API page of its factory, with the
+counts; a method added to the registry appears there without editing the page.
+
 At the end of reading, every registered method must appear in some table without ``:all:`` (a
 family page): a method added to the registry and to no page is a build warning, an error under
 ``sphinx-build -W``. So is a name that is not registered.
@@ -103,6 +107,31 @@ class MethodTable(SphinxDirective):
     return self.parse_text_to_nodes("\n".join(lines))
 
 
+def method_list_markdown() -> str:
+  """The registry as Markdown: each kind's count, then its titles linked to their factories."""
+  parts = []
+  for kind, label in (("gradient", "gradient methods"), ("loss", "loss weightings")):
+    names = cg.method_names(kind)
+    links = []
+    for n in names:
+      m = cg.get_method(n)
+      path = _public_path(m.factory)
+      links.append(f"{{func}}`{_cell(m.title)} <{path}>`" if path else _cell(m.title))
+    parts.append(f"- **{len(names)} {label}**: " + ", ".join(links) + ".")
+  return "\n".join(parts)
+
+
+class MethodList(SphinxDirective):
+  """``method-list``: every registered method's title, linked, one list item per kind."""
+
+  has_content = False
+
+  def run(self) -> list[nodes.Node]:
+    container = nodes.container(classes=["method-list"])   # custom.css: titles in the text font
+    container += self.parse_text_to_nodes(method_list_markdown())
+    return [container]
+
+
 def _purge(app, env, docname):
   pages = getattr(env, "came_method_pages", {})
   for docs in pages.values():
@@ -126,6 +155,7 @@ def _check_every_method_listed(app, env):
 
 def setup(app: Sphinx) -> dict:
   app.add_directive("method-table", MethodTable)
+  app.add_directive("method-list", MethodList)
   app.connect("env-purge-doc", _purge)
   app.connect("env-merge-info", _merge)
   app.connect("env-check-consistency", _check_every_method_listed)

@@ -1,21 +1,22 @@
 """Sphinx extension: the API reference generated from ``came_grad_jax.__all__``.
 
-The ``public-api`` directive takes lines ``Section title: name name ...``. It
-documents, under each title, the public names listed (a summary table, then
-each object's docstring through autodoc) and then every remaining name of
-``__all__`` under "Other public names", so that a name added to the package
-appears in the reference without editing the docs. A listed name that is not
-in ``__all__`` (renamed, removed or private) is a build warning, an error under
-``sphinx-build -W``.
+The ``public-api`` directive takes lines ``Section title: name name ...``. Under each title it
+puts a summary table (autosummary) of the public names listed, each linked to a page of its own;
+every remaining name of ``__all__`` goes under "Other public names", so that a name added to the
+package appears in the reference without editing the docs. A listed name that is not in
+``__all__`` (renamed, removed or private) is a build warning, an error under ``sphinx-build -W``.
 
-Public submodules (``weightings``, ``loss_weighting``) are documented with
-``automodule``, which lists the members in the submodule's own ``__all__``.
+The pages themselves (one per public object, autodoc) are written by this extension when the
+build starts, under ``docs/api/_generated`` (not committed). A public submodule
+(``weightings``, ``loss_weighting``) gets a page with its docstring and a summary table of its
+own ``__all__``, whose names get pages in turn.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import types
 
@@ -28,6 +29,8 @@ from sphinx.util.nodes import nested_parse_with_titles
 
 PACKAGE = "came_grad_jax"
 OTHER = "Other public names"
+#: Where the per-object pages are written, relative to the docs' source directory.
+GENERATED = "api/_generated"
 logger = logging.getLogger(__name__)
 
 
@@ -41,26 +44,54 @@ def public_names(package: str = PACKAGE) -> list[str]:
 
 
 def _autodoc_lines(package: str, name: str, obj: object) -> list[str]:
-  target = f"{package}.{name}"
   if isinstance(obj, types.ModuleType):
-    return [f".. automodule:: {target}", "   :members:", ""]
+    return [f".. automodule:: {package}.{name}", ""]
   if inspect.isclass(obj):
-    return [f".. autoclass:: {target}", "   :members:", ""]
+    return [f".. autoclass:: {name}", "   :members:", ""]
   if callable(obj):
-    return [f".. autofunction:: {target}", ""]
-  return [f".. autodata:: {target}", "   :annotation:", ""]
+    return [f".. autofunction:: {name}", ""]
+  return [f".. autodata:: {name}", "   :annotation:", ""]
+
+
+def _summary_lines(package: str, names: list[str], toctree: str) -> list[str]:
+  lines = [f".. currentmodule:: {package}", "", ".. autosummary::", f"   :toctree: {toctree}",
+           "   :nosignatures:", ""]
+  return lines + [f"   {name}" for name in names] + [""]
+
+
+def object_pages(package: str = PACKAGE) -> dict[str, str]:
+  """``{file name: reST}``: one page per public object of ``package``, submodules recursed."""
+  module = importlib.import_module(package)
+  pages = {}
+  for name in public_names(package):
+    obj = getattr(module, name)
+    title = f"{package.rpartition('.')[2]}.{name}" if package != PACKAGE else name
+    lines = [title, "=" * len(title), "", f".. currentmodule:: {package}", ""]
+    lines += _autodoc_lines(package, name, obj)
+    if isinstance(obj, types.ModuleType):
+      sub = f"{package}.{name}"
+      lines += _summary_lines(sub, public_names(sub), ".")
+      pages.update(object_pages(sub))
+    pages[f"{package}.{name}.rst"] = "\n".join(lines)
+  return pages
+
+
+def write_object_pages(app: Sphinx) -> None:
+  """Write the per-object pages (only those that changed, so that rebuilds stay incremental)."""
+  folder = os.path.join(app.srcdir, GENERATED)
+  os.makedirs(folder, exist_ok=True)
+  pages = object_pages()
+  for stale in set(os.listdir(folder)) - set(pages):
+    os.remove(os.path.join(folder, stale))
+  for file_name, text in pages.items():
+    path = os.path.join(folder, file_name)
+    if not os.path.exists(path) or open(path, encoding="utf-8").read() != text:
+      with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _section_lines(package: str, title: str, names: list[str]) -> list[str]:
-  module = importlib.import_module(package)
-  # automodule moves the current module: every section starts from the package again.
-  lines = [title, "-" * len(title), "", f".. currentmodule:: {package}", "",
-           ".. autosummary::", "   :nosignatures:", ""]
-  lines += [f"   {name}" for name in names]     # relative to the currentmodule
-  lines.append("")
-  for name in names:
-    lines += _autodoc_lines(package, name, getattr(module, name))
-  return lines
+  return [title, "-" * len(title), ""] + _summary_lines(package, names, GENERATED)
 
 
 class PublicApi(SphinxDirective):
@@ -123,6 +154,7 @@ def _tidy_alias_reprs(app, what, name, obj, options, signature, return_annotatio
 
 def setup(app: Sphinx) -> dict:
   app.add_directive("public-api", PublicApi)
+  app.connect("builder-inited", write_object_pages)
   app.connect("autodoc-process-docstring", _drop_namedtuple_alias_doc)
   app.connect("autodoc-process-signature", _tidy_alias_reprs)
   return {"parallel_read_safe": True, "parallel_write_safe": True}

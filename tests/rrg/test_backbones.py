@@ -115,6 +115,7 @@ def test_unknown_names_are_clear_errors():
 
 
 # -- training smoke test: the shared contract, a few steps on one tiny batch ----------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_training_reduces_every_loss(backbone):
   model = models.build_model(TINY, backbone, rngs=nnx.Rngs(3))

@@ -77,6 +77,7 @@ def split():
   return synthetic_dataset(24, 4, 4, image_size=8, max_len=16)[0]["train"]
 
 
+@pytest.mark.slow
 def test_restore_continues_the_run_exactly(tmp_path, split):
   config, seed = _Config(), 5
   model, optimizer = _setup(split, 0)

@@ -66,6 +66,7 @@ def _exhaustive(model, images, max_len, length_penalty):
   return best
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone,length_penalty", [("encoder_decoder", 0.0), ("encoder_decoder", 1.0),
                                                      ("r2gen", 0.0), ("promptmrg", 1.0)])
 def test_beam_search_equals_exhaustive_search(backbone, length_penalty):
@@ -98,6 +99,7 @@ def test_beams_are_distinct_and_sorted():
     assert np.all(beams[:, 0] == tasks.BOS_ID)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", sorted(models.BACKBONES))
 def test_one_beam_is_greedy_and_greedy_follows_the_argmax(backbone):
   model = _model(backbone, SMALL, seed=3)

@@ -198,6 +198,7 @@ def _write_many(root, n):
   (root / "labels.csv").write_text("\n".join(rows) + "\n")
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_number_of_studies(tmp_path):
   args = []
   for n in (300, 3000):

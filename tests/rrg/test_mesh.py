@@ -74,6 +74,7 @@ def _same_shardings(node, mesh):
   return all(jax.tree.leaves(kept))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ls", "came"])
 def test_mesh_training_matches_one_device_and_keeps_shardings(mesh, method):
   losses_1, params_1 = mesh_run.reference(method)

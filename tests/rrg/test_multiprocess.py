@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests import conftest
 from tests.rrg import mesh_run
@@ -25,6 +26,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_device(tmp_path):
   out = tmp_path / "result.npz"
   env = {**os.environ,

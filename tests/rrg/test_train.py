@@ -113,6 +113,7 @@ def test_warmup_is_a_fraction_of_the_budget():
     dataclasses.replace(SMOKE, warmup_fraction=1.0)
 
 
+@pytest.mark.slow
 def test_ls_equals_gradient_of_weighted_sum_and_came_is_a_reweighting():
   model = _model(1)
   batch = _batch(1)
@@ -142,6 +143,7 @@ def test_ls_equals_gradient_of_weighted_sum_and_came_is_a_reweighting():
   _close(update, weighted_grad(params, c * w))
 
 
+@pytest.mark.slow
 def test_plain_ls_trainer_takes_the_same_step_as_ls_through_the_registry():
   # SGD(1) after the method: the parameters move by exactly the gradient the trainer built.
   batch = _batch(4)
@@ -162,6 +164,7 @@ def test_plain_ls_trainer_takes_the_same_step_as_ls_through_the_registry():
   _close(moved["ls_plain"][1], moved["ls"][1], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_loss_weighting_step_weights_the_losses():
   model = _model(5)
   method = train.make_method(SMOKE, "famo")
@@ -176,6 +179,7 @@ def test_loss_weighting_step_weights_the_losses():
 
 
 # -- train step ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ls", "came"])
 def test_tiny_overfit_reduces_every_loss(method):
   model = _model()
@@ -195,6 +199,7 @@ def test_tiny_overfit_reduces_every_loss(method):
     assert float(diag["drift_deg"]) > 0.1 and float(diag["energy_gain"]) > 1.0
 
 
+@pytest.mark.slow
 def test_default_config_is_the_papers_setting_and_trains_two_tasks():
   default = configs.default()
   assert default.tasks == ("nll", "cls") and default.task_weights == (1.0, 4.0)
@@ -215,6 +220,7 @@ def test_default_config_is_the_papers_setting_and_trains_two_tasks():
     configs.Config(tasks=("nll", "cls"), task_weights=(1.0, 4.0, 1.0))
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_selects_on_val_and_writes_curves(tmp_path):
   config = dataclasses.replace(SMOKE, method="ls", num_steps=4, eval_every=2)
   result = train.train_and_evaluate(config, str(tmp_path), data=_data(), progress=False)
