@@ -175,7 +175,9 @@ def _pairwise_gram(leaf: Array, layout) -> Array:
   row_sums = jax.lax.reduce(
       products, [zero] * len(products),
       lambda acc, new: tuple(a + b for a, b in zip(acc, new)), axes)
-  sums = jnp.stack([jnp.sum(s) for s in row_sums])
+  # The second level in one kernel: one reduction of the stacked row sums, not
+  # two small kernels per pair (72 dispatches at K = 8, ~0.5-1 us each on CPU).
+  sums = jnp.sum(jnp.stack([s.reshape(-1) for s in row_sums]), axis=1)
   index = np.zeros((k, k), np.int32)
   for n, (i, j) in enumerate(pairs):
     index[i, j] = index[j, i] = n
