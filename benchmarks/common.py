@@ -85,6 +85,15 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, repeats: int = 7, warmup: 
           for name, t in times.items()}
 
 
+#: The load average when the first benchmark parsed its arguments (the run's start).
+_START_LOAD: list = []
+
+
+def loadavg() -> list[float] | None:
+  """The 1, 5 and 15 minute load averages now (None where the OS has none)."""
+  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def _lscpu_summary() -> dict[str, str]:
   keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "L2 cache",
           "L3 cache", "Hypervisor vendor")
@@ -128,7 +137,8 @@ def machine() -> dict[str, Any]:
                                                   "OPENBLAS_NUM_THREADS") if k in os.environ},
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "async_dispatch": jax.config.values[ASYNC_DISPATCH],
-      "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+      "loadavg_at_start": _START_LOAD[0] if _START_LOAD else loadavg(),
+      "loadavg_at_end": loadavg(),
   }
   return info
 
@@ -193,5 +203,7 @@ def add_dispatch_flag(p: argparse.ArgumentParser) -> None:
 def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
   """Parse the arguments, then fix JAX's dispatch mode from them."""
   args = p.parse_args(argv)
+  if not _START_LOAD:
+    _START_LOAD.append(loadavg())
   set_dispatch(args.async_dispatch)
   return args
