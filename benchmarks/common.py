@@ -89,6 +89,12 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, repeats: int = 7, warmup: 
 _START_LOAD: list = []
 
 
+def mark_start() -> None:
+  """Record the load average now as the run's start (once per process; ``parse`` calls it)."""
+  if not _START_LOAD:
+    _START_LOAD.append(loadavg())
+
+
 def loadavg() -> list[float] | None:
   """The 1, 5 and 15 minute load averages now (None where the OS has none)."""
   return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
@@ -203,7 +209,6 @@ def add_dispatch_flag(p: argparse.ArgumentParser) -> None:
 def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
   """Parse the arguments, then fix JAX's dispatch mode from them."""
   args = p.parse_args(argv)
-  if not _START_LOAD:
-    _START_LOAD.append(loadavg())
+  mark_start()
   set_dispatch(args.async_dispatch)
   return args

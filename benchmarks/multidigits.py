@@ -601,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       help="methods compiled at once (default: the number of CPUs)")
   args = parser.parse_args(argv)
 
+  common.mark_start()
   common.set_dispatch(False)
   config = FULL if args.full else TINY if args.tiny else DEFAULT
   if args.seeds is not None:

@@ -227,7 +227,9 @@ def figures(folder: Path) -> list[str]:
   for name in ("transform", "weighting", "peers", "train_step", "comm", "scaling", "multidigits"):
     d = _load(folder, name)
     if d and "machine" in d:
-      out.append(f"{name}.json: {_file_load(d['machine'])}")
+      # multidigits.json also records both loads at its top level (read by its own main).
+      m = {**d["machine"], **{k: d[k] for k in ("loadavg_at_start", "loadavg_at_end") if k in d}}
+      out.append(f"{name}.json: {_file_load(m)}")
   return out
 
 
