@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser = common.parser(__doc__, tasks=DEFAULT_TASKS)
   parser.add_argument("--sizes", type=float, nargs="+", default=list(DEFAULT_SIZES))
   parser.add_argument("--layouts", nargs="+", default=["flat", "tree"], choices=["flat", "tree"])
+  parser.add_argument("--name", default="transform",
+                      help="results file name (default transform: <out>/transform.json)")
   args = common.parse(parser, argv)
   if args.quick:
     args.tasks, args.sizes, args.repeats = [3], [2000], 1
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"/numpy {r['came_grad/numpy']:.2f}, /floor {r['came_grad/floor']:.2f} "
               f"({case['floor_kind']}); load {case['loadavg_before'][0]:.1f}; "
               f"xla-dot version /numpy {r['came_grad_xla_dot/numpy']:.2f}", flush=True)
-  path = common.write_json("transform", {"cases": cases}, args.out)
+  path = common.write_json(args.name, {"cases": cases}, args.out)
   plot(cases, path.with_suffix(".png"))
   return {"cases": cases, "json": str(path)}
 

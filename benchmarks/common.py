@@ -100,6 +100,19 @@ def loadavg() -> list[float] | None:
   return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def _git_commit() -> str | None:
+  """The checkout's commit (``+dirty`` when tracked files differ from it), or None."""
+  root = Path(__file__).resolve().parent.parent
+  try:
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return rev + ("+dirty" if dirty else "")
+
+
 def _lscpu_summary() -> dict[str, str]:
   keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "L2 cache",
           "L3 cache", "Hypervisor vendor")
@@ -143,6 +156,7 @@ def machine() -> dict[str, Any]:
                                                   "OPENBLAS_NUM_THREADS") if k in os.environ},
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "async_dispatch": jax.config.values[ASYNC_DISPATCH],
+      "git": _git_commit(),
       "loadavg_at_start": _START_LOAD[0] if _START_LOAD else loadavg(),
       "loadavg_at_end": loadavg(),
   }
