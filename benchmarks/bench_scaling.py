@@ -105,9 +105,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "loadavg_before": load_before, "loadavg_after": load_after})
         print(f"{name} K={k} {method}: " + ", ".join(
             f"{n} dev {common.fmt_ms(t['median_s'])} ms" for n, t in times.items()), flush=True)
+      # After every model, so that a run cut short keeps what it measured.
+      common.write_json("scaling", {"rows": rows, "ratios": ratio_rows(rows), "devices": counts,
+                                    "one_loop": True, "complete": False,
+                                    "platform": jax.default_backend()}, args.out)
   print(table(rows))
   common.write_json("scaling", {"rows": rows, "ratios": ratio_rows(rows), "devices": counts,
-                                "one_loop": True, "platform": jax.default_backend()}, args.out)
+                                "one_loop": True, "complete": True,
+                                "platform": jax.default_backend()}, args.out)
   return rows
 
 

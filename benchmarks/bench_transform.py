@@ -205,13 +205,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       for p in args.sizes:
         case = bench_case(k, int(p), layout, args.repeats)
         cases.append(case)
+        # After every case, so that a run cut short keeps what it measured.
+        common.write_json(args.name, {"cases": cases, "complete": False}, args.out)
         r = case["ratios"]
         print(f"transform {layout:4s} K={k} P={case['num_params']:.1e}: "
               f"came_grad {common.fmt_ms(case['times']['came_grad']['median_s'])} ms, "
               f"/numpy {r['came_grad/numpy']:.2f}, /floor {r['came_grad/floor']:.2f} "
               f"({case['floor_kind']}); load {case['loadavg_before'][0]:.1f}; "
               f"xla-dot version /numpy {r['came_grad_xla_dot/numpy']:.2f}", flush=True)
-  path = common.write_json(args.name, {"cases": cases}, args.out)
+  path = common.write_json(args.name, {"cases": cases, "complete": True}, args.out)
   plot(cases, path.with_suffix(".png"))
   return {"cases": cases, "json": str(path)}
 

@@ -155,7 +155,8 @@ def multidigits_table(d) -> str:
   return markdown_table(d["summary"])
 
 
-TABLES = (("transform", transform_table), ("weighting", weighting_table),
+TABLES = (("transform", transform_table), ("transform_k2", transform_table),
+          ("weighting", weighting_table),
           ("peers", peers_table), ("train_step", train_table),
           ("comm", lambda d: comm_table(d["rows"])), ("scaling", scaling_table),
           ("multidigits", multidigits_table))
@@ -175,26 +176,34 @@ def _span(values) -> str:
   return f"{values[0]:.2f}-{values[-1]:.2f}" if values else "-"
 
 
+def _transform_figures(name: str, d) -> list[str]:
+  out = []
+  if not d:
+    return out
+  # P >= 1e6 as requested (the model-like tree of "1e6" has 8.7e5 numbers).
+  big = [c for c in d["cases"] if c["num_tasks"] <= 8 and c["num_params"] >= 8e5]
+  for layout in sorted({c["layout"] for c in big}):
+    sel = [c for c in big if c["layout"] == layout]
+    out.append(f"{name}.json, {layout}, K in {sorted({c['num_tasks'] for c in sel})}, "
+               f"P >= 1e6: came_grad / floor "
+               f"{_span(c['ratios']['came_grad/floor'] for c in sel)} (fastest repeats "
+               f"{_span(_min_ratio(c) for c in sel)}), Gram / floor "
+               f"{_span(c['ratios'].get('gram/floor', float('nan')) for c in sel)}, "
+               f"came_grad / NumPy {_span(c['ratios']['came_grad/numpy'] for c in sel)}; "
+               f"<= 3x floor in {sum(c['ratios']['came_grad/floor'] <= 3 for c in sel)} of "
+               f"{len(sel)} (P in {sorted({float(f'{c[PARAMS]:.2g}') for c in sel})})")
+  loads = [c["loadavg_before"][0] for c in d["cases"] if c.get("loadavg_before")]
+  if loads:
+    out.append(f"{name}.json: load average (1 min) {min(loads):.1f}-{max(loads):.1f} "
+               f"before the cases; code at commit {d['machine'].get('git', '?')}")
+  return out
+
+
 def figures(folder: Path) -> list[str]:
   """The numbers the README's prose quotes, each with the file it comes from."""
   out = []
-  d = _load(folder, "transform")
-  if d:
-    # P >= 1e6 as requested (the model-like tree of "1e6" has 8.7e5 numbers).
-    big = [c for c in d["cases"] if c["num_tasks"] <= 8 and c["num_params"] >= 8e5]
-    for layout in sorted({c["layout"] for c in big}):
-      sel = [c for c in big if c["layout"] == layout]
-      out.append(f"transform.json, {layout}, K <= 8, P >= 1e6: came_grad / floor "
-                 f"{_span(c['ratios']['came_grad/floor'] for c in sel)} (fastest repeats "
-                 f"{_span(_min_ratio(c) for c in sel)}), Gram / floor "
-                 f"{_span(c['ratios'].get('gram/floor', float('nan')) for c in sel)}, "
-                 f"came_grad / NumPy {_span(c['ratios']['came_grad/numpy'] for c in sel)}; "
-                 f"<= 3x floor in {sum(c['ratios']['came_grad/floor'] <= 3 for c in sel)} of "
-                 f"{len(sel)} (P in {sorted({float(f'{c[PARAMS]:.2g}') for c in sel})})")
-    loads = [c["loadavg_before"][0] for c in d["cases"] if c.get("loadavg_before")]
-    if loads:
-      out.append(f"transform.json: load average (1 min) {min(loads):.1f}-{max(loads):.1f} "
-                 "before the cases")
+  for name in ("transform", "transform_k2"):
+    out += _transform_figures(name, _load(folder, name))
   d = _load(folder, "weighting")
   if d:
     small = [c for c in d["cases"] if c["num_tasks"] <= 8]
@@ -224,7 +233,8 @@ def figures(folder: Path) -> list[str]:
                 for r in rows if r["within_one_std_of_ls"] is False]
       out.append("multidigits.json: Δm - LS's Δm within one paired std of 0: "
                  f"{', '.join(within) or 'none'}; beyond: {', '.join(beyond) or 'none'}")
-  for name in ("transform", "weighting", "peers", "train_step", "comm", "scaling", "multidigits"):
+  for name in ("transform", "transform_k2", "weighting", "peers", "train_step", "comm", "scaling",
+               "multidigits"):
     d = _load(folder, name)
     if d and "machine" in d:
       # multidigits.json also records both loads at its top level (read by its own main).
