@@ -50,3 +50,18 @@ def test_markdown_tables_splits_on_non_table_lines():
 def test_figures_come_with_their_file():
   for line in report.figures(ROOT / "benchmarks" / "results"):
     assert ".json" in line
+
+
+def test_scaling_ratios_pair_the_methods_at_each_device_count():
+  pytest.importorskip("flax")  # bench_scaling imports bench_comm (the RRG example's model)
+  from benchmarks import bench_scaling
+  t = lambda s: {"median_s": s}
+  rows = [{"model": "m", "num_params": 10, "num_tasks": 3, "method": "ls_1bwd",
+           "times": {"1": t(2.0), "2": t(4.0)}},
+          {"model": "m", "num_params": 10, "num_tasks": 3, "method": "came",
+           "times": {"1": t(3.0), "2": t(5.0)}}]
+  (ratio,) = bench_scaling.ratio_rows(rows)
+  assert ratio["ratio"] == "came/ls_1bwd"
+  assert ratio["by_devices"] == {"1": 1.5, "2": 1.25}
+  table = report.scaling_table({"rows": rows, "ratios": [ratio]})
+  assert "| m (0.00M) | 3 | **came/ls_1bwd** | 1.50 | 1.25 | - | same loop |" in table
