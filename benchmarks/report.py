@@ -239,7 +239,9 @@ def figures(folder: Path) -> list[str]:
     if d and "machine" in d:
       # multidigits.json also records both loads at its top level (read by its own main).
       m = {**d["machine"], **{k: d[k] for k in ("loadavg_at_start", "loadavg_at_end") if k in d}}
-      out.append(f"{name}.json: {_file_load(m)}")
+      cpu = m.get("lscpu", {})
+      out.append(f"{name}.json: {cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs; "
+                 f"{_file_load(m)}")
   return out
 
 
