@@ -41,7 +41,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import came_grad_jax as cg
-from benchmarks import common
+from benchmarks import common, report
 from benchmarks import model as transformer
 from examples.rrg import configs as rrg_configs
 from examples.rrg import models as rrg_models
@@ -308,26 +308,8 @@ def measure(problem: Problem, methods: Sequence[str], ks: Sequence[int],
 
 
 def table(rows: Sequence[dict]) -> str:
-  """Markdown: MiB per device per step by collective kind (op count), total, total / ls_1bwd's,
-  and the exact method's model ``K x P x 4`` bytes (``P x 4`` for ls_1bwd)."""
-  head = ("| model (P) | mesh | K | method | " + " | ".join(KINDS) +
-          " | total MiB | / ls_1bwd | P x 4 B x K, MiB |")
-  out = [head, "|---|---|---|---|" + "---:|" * (len(KINDS) + 3)]
-  base = {(r["model"], r["mesh"]): sum(c["bytes"] for c in r["collectives"].values())
-          for r in rows if r["method"] == "ls_1bwd"}
-  for r in rows:
-    total = sum(c["bytes"] for c in r["collectives"].values())
-    cells = []
-    for kind in KINDS:
-      c = r["collectives"][kind]
-      cells.append(f"{c['bytes'] / 2**20:.2f} ({c['ops']})" if c["ops"] else "-")
-    ref = base.get((r["model"], r["mesh"]))
-    ratio = f"{total / ref:.2f}" if ref else "-"
-    model_bytes = r["num_params"] * 4 * (1 if r["method"] == "ls_1bwd" else r["num_tasks"])
-    out.append(f"| {r['model']} ({r['num_params'] / 1e6:.2f}M) | {r['mesh']} | "
-               f"{r['num_tasks']} | {r['method']} | " + " | ".join(cells) +
-               f" | {total / 2**20:.2f} | {ratio} | {model_bytes / 2**20:.2f} |")
-  return "\n".join(out)
+  """Markdown: MiB per device per step by collective kind (``report.comm_table``)."""
+  return report.comm_table(rows)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

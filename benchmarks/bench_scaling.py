@@ -20,25 +20,48 @@ from benchmarks import bench_comm, common
 DEVICES = (1, 2, 4, 8)
 
 
-def time_steps(problem: bench_comm.Problem, method: str, k: int, counts, *,
-               repeats: int) -> dict[int, dict[str, float]]:
-  """``{n: timing}`` of the step on ``data=n`` meshes, timed interleaved (``common``)."""
+def time_steps(problem: bench_comm.Problem, methods, k: int, counts, *,
+               repeats: int) -> dict[str, dict[int, dict[str, float]]]:
+  """``{method: {n: timing}}`` of the step on ``data=n`` meshes, all in ONE interleaved loop.
+
+  Every (method, device count) pair is a candidate of the same ``common.interleaved`` loop,
+  so a ratio between two methods at one device count (CAME-Grad / LS) and between two device
+  counts of one method both come from rounds that saw the same machine load.
+  """
   params = problem.init()
   batch = problem.random_batch()
   fns = {}
-  for n in counts:
-    mesh = bench_comm.sharding.make_mesh(f"data={n}", jax.devices()[:n])
-    jitted, (p_sh, o_sh, b_sh), _ = bench_comm.sharded_step(problem, method, k, mesh)
-    _, tx = bench_comm.train_step(problem, method, k)
-    p = jax.device_put(params, p_sh)
-    state = [p, jax.jit(tx.init, out_shardings=o_sh)(p), jax.device_put(batch, b_sh)]
+  for method in methods:
+    for n in counts:
+      mesh = bench_comm.sharding.make_mesh(f"data={n}", jax.devices()[:n])
+      jitted, (p_sh, o_sh, b_sh), _ = bench_comm.sharded_step(problem, method, k, mesh)
+      _, tx = bench_comm.train_step(problem, method, k)
+      p = jax.device_put(params, p_sh)
+      state = [p, jax.jit(tx.init, out_shardings=o_sh)(p), jax.device_put(batch, b_sh)]
 
-    def run(jitted=jitted, state=state):
-      # Every call starts from the same parameters: a timing, not a training run.
-      return common.block(jitted(*state))
-    fns[n] = run
-  times = common.interleaved({str(n): fn for n, fn in fns.items()}, repeats=repeats)
-  return {n: times[str(n)] for n in counts}
+      def run(jitted=jitted, state=state):
+        # Every call starts from the same parameters: a timing, not a training run.
+        return common.block(jitted(*state))
+      fns[f"{method}@{n}"] = run
+  times = common.interleaved(fns, repeats=repeats)
+  return {m: {n: times[f"{m}@{n}"] for n in counts} for m in methods}
+
+
+def ratio_rows(rows, numerator: str = "came", denominator: str = "ls_1bwd") -> list[dict]:
+  """Per (model, K) and device count: ``numerator`` / ``denominator`` step time, same loop."""
+  out = []
+  for r in rows:
+    if r["method"] != numerator:
+      continue
+    base = next((b for b in rows if b["method"] == denominator and b["model"] == r["model"]
+                 and b["num_tasks"] == r["num_tasks"]), None)
+    if base is None:
+      continue
+    out.append({"model": r["model"], "num_params": r["num_params"],
+                "num_tasks": r["num_tasks"], "ratio": f"{numerator}/{denominator}",
+                "by_devices": {n: r["times"][n]["median_s"] / base["times"][n]["median_s"]
+                               for n in r["times"] if n in base["times"]}})
+  return out
 
 
 def table(rows) -> str:
@@ -72,15 +95,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
   for name in args.models:
     problem = bench_comm.PROBLEMS[name](args.quick)
     for k in ([2] if args.quick else args.tasks):
-      for method in args.methods:
-        times = time_steps(problem, method, k, counts, repeats=repeats)
+      load_before = common.loadavg()
+      by_method = time_steps(problem, args.methods, k, counts, repeats=repeats)
+      load_after = common.loadavg()
+      for method, times in by_method.items():
         rows.append({"model": name, "num_params": bench_comm.num_params(problem.params),
                      "num_tasks": k, "method": method,
-                     "times": {str(n): t for n, t in times.items()}})
+                     "times": {str(n): t for n, t in times.items()},
+                     "loadavg_before": load_before, "loadavg_after": load_after})
         print(f"{name} K={k} {method}: " + ", ".join(
             f"{n} dev {common.fmt_ms(t['median_s'])} ms" for n, t in times.items()), flush=True)
+      # After every model, so that a run cut short keeps what it measured.
+      common.write_json("scaling", {"rows": rows, "ratios": ratio_rows(rows), "devices": counts,
+                                    "one_loop": True, "complete": False,
+                                    "platform": jax.default_backend()}, args.out)
   print(table(rows))
-  common.write_json("scaling", {"rows": rows, "devices": counts,
+  common.write_json("scaling", {"rows": rows, "ratios": ratio_rows(rows), "devices": counts,
+                                "one_loop": True, "complete": True,
                                 "platform": jax.default_backend()}, args.out)
   return rows
 

@@ -85,6 +85,34 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, repeats: int = 7, warmup: 
           for name, t in times.items()}
 
 
+#: The load average when the first benchmark parsed its arguments (the run's start).
+_START_LOAD: list = []
+
+
+def mark_start() -> None:
+  """Record the load average now as the run's start (once per process; ``parse`` calls it)."""
+  if not _START_LOAD:
+    _START_LOAD.append(loadavg())
+
+
+def loadavg() -> list[float] | None:
+  """The 1, 5 and 15 minute load averages now (None where the OS has none)."""
+  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _git_commit() -> str | None:
+  """The checkout's commit (``+dirty`` when tracked files differ from it), or None."""
+  root = Path(__file__).resolve().parent.parent
+  try:
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return rev + ("+dirty" if dirty else "")
+
+
 def _lscpu_summary() -> dict[str, str]:
   keep = ("Architecture", "Model name", "CPU(s)", "Thread(s) per core", "L2 cache",
           "L3 cache", "Hypervisor vendor")
@@ -128,7 +156,9 @@ def machine() -> dict[str, Any]:
                                                   "OPENBLAS_NUM_THREADS") if k in os.environ},
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "async_dispatch": jax.config.values[ASYNC_DISPATCH],
-      "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+      "git": _git_commit(),
+      "loadavg_at_start": _START_LOAD[0] if _START_LOAD else loadavg(),
+      "loadavg_at_end": loadavg(),
   }
   return info
 
@@ -193,5 +223,6 @@ def add_dispatch_flag(p: argparse.ArgumentParser) -> None:
 def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
   """Parse the arguments, then fix JAX's dispatch mode from them."""
   args = p.parse_args(argv)
+  mark_start()
   set_dispatch(args.async_dispatch)
   return args

@@ -55,6 +55,11 @@ BASELINE = "ls"
 #: Timing reference outside the registry: LS as one backward pass of the summed losses.
 ONE_PASS = "ls_one_pass"
 TASKS = ("left", "right")
+#: Single-task models (the Δm baseline of Maninis et al. and Nash-MTL): the same network,
+#: data, budget and optimizer, trained on one task's loss alone (one backward pass).
+SINGLE_TASK = tuple(f"stl_{t}" for t in TASKS)
+#: Names outside the registry that the benchmark trains.
+EXTRA = (ONE_PASS,) + SINGLE_TASK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,14 +168,23 @@ def default_methods() -> tuple[str, ...]:
 
 
 def _build(name: str, seed: int):
-  """The registry's method ``name`` for K = 2 and PRNG key ``seed`` (``None`` for ONE_PASS)."""
-  if name == ONE_PASS:
+  """The registry's method ``name`` for K = 2 and PRNG key ``seed`` (``None`` for :data:`EXTRA`)."""
+  if name in EXTRA:
     return None
   return cg.make_method(name, num_tasks=len(TASKS), key=seed)
 
 
 def _kind(name: str) -> str:
+  if name in SINGLE_TASK:
+    return "single-task"
   return "loss" if name == ONE_PASS else cg.get_method(name).kind
+
+
+def _fixed_weights(name: str) -> np.ndarray:
+  """The loss weights of :data:`ONE_PASS` (all ones) or a single-task model (one-hot)."""
+  if name in SINGLE_TASK:
+    return np.eye(len(TASKS), dtype=np.float32)[SINGLE_TASK.index(name)]
+  return np.ones(len(TASKS), np.float32)
 
 
 @dataclasses.dataclass
@@ -206,8 +220,8 @@ def _epoch_fn(name: str, method: Any, losses_fn: Callable, adam: optax.GradientT
 
       def objective(p):
         losses = jnp.stack(losses_fn(p, images, labels))
-        if method is None:  # ONE_PASS: plain LS
-          weights, new_state = jnp.ones_like(losses), lw_state
+        if method is None:  # ONE_PASS (plain LS) or a single-task model (one-hot)
+          weights, new_state = jnp.asarray(_fixed_weights(name)), lw_state
         else:
           weights, new_state = method.update(losses, lw_state)
         return jnp.sum(jax.lax.stop_gradient(weights) * losses), (losses, new_state)
@@ -237,7 +251,7 @@ def _init_fn(name: str, adam: optax.GradientTransformation) -> Callable[[Any, in
 
 def _key_in_state(name: str, params: Any, adam: optax.GradientTransformation) -> bool:
   """Whether a randomized method's seed changes its initial state (so one epoch fits all)."""
-  if name == ONE_PASS or not cg.get_method(name).randomized:
+  if name in EXTRA or not cg.get_method(name).randomized:
     return True
   init = _init_fn(name, adam)
   a, b = (jax.tree.leaves(jax.tree.map(
@@ -252,9 +266,9 @@ def make_trainer(name: str, apply: Apply, params: jax.Array, learning_rate: floa
   Raises:
     ValueError: ``name`` is neither in ``cg.method_names()`` nor :data:`ONE_PASS`.
   """
-  if name != ONE_PASS and name not in cg.method_names():
+  if name not in EXTRA and name not in cg.method_names():
     raise ValueError(f"unknown method {name!r}; expected one of {cg.method_names()} or "
-                     f"{ONE_PASS!r}")
+                     f"{EXTRA}")
   adam = optax.adam(learning_rate)
   losses_fn = make_losses(apply)
   per_seed = not _key_in_state(name, params, adam)
@@ -341,19 +355,34 @@ def summarize(results: dict[str, Any], methods: Sequence[str]) -> list[dict[str,
   acc = {m: np.array([results["runs"][m][str(s)]["test_accuracy"] for s in results["seeds"]])
          for m in methods}
   base = acc[BASELINE]
-  ranked = [m for m in methods if m != ONE_PASS]
+  # Single-task baseline, per seed: task k's accuracy of the model trained on task k alone.
+  stl = None
+  if all(t in acc for t in SINGLE_TASK):
+    stl = np.stack([acc[t][:, k] for k, t in enumerate(SINGLE_TASK)], axis=-1)
+  ranked = [m for m in methods if m not in EXTRA]
   ranks = dict(zip(ranked, mean_rank(np.stack([acc[m].mean(axis=0) for m in ranked]))))
   rows = []
   for m in methods:
     a_mean, a_std = _mean_std(acc[m])
     _, dm_std = _mean_std(delta_m(acc[m], base))  # per seed, against LS of the same seed
     times = results["times"][m]
-    rows.append({"method": m, "kind": _kind(m), "accuracy": a_mean, "accuracy_std": a_std,
-                 "delta_m": float(delta_m(acc[m].mean(axis=0), base.mean(axis=0))),
-                 "delta_m_paired_std": dm_std,
-                 "mean_rank": None if m not in ranks else float(ranks[m]),
-                 "step_ms": times["step_ms"], "time_ratio": times["ratio_to_ls"],
-                 "compile_s": times["compile_s"]})
+    row = {"method": m, "kind": _kind(m), "accuracy": a_mean, "accuracy_std": a_std,
+           "delta_m": float(delta_m(acc[m].mean(axis=0), base.mean(axis=0))),
+           "delta_m_paired_std": dm_std,
+           "mean_rank": None if m not in ranks else float(ranks[m]),
+           "step_ms": times["step_ms"], "time_ratio": times["ratio_to_ls"],
+           "compile_s": times["compile_s"]}
+    if stl is not None and m not in SINGLE_TASK:
+      per_seed = delta_m(acc[m], stl)  # against the single-task models of the same seed
+      _, stl_std = _mean_std(per_seed)
+      diff = per_seed - delta_m(base, stl)  # minus LS's, seed by seed
+      diff_mean, diff_std = _mean_std(diff)
+      row.update({"delta_m_stl": float(delta_m(acc[m].mean(axis=0), stl.mean(axis=0))),
+                  "delta_m_stl_per_seed": per_seed.tolist(), "delta_m_stl_std": stl_std,
+                  "minus_ls": diff_mean, "minus_ls_paired_std": diff_std,
+                  "within_one_std_of_ls": None if diff_std is None else bool(
+                      abs(diff_mean) <= diff_std)})
+    rows.append(row)
   return rows
 
 
@@ -371,16 +400,42 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   def pm(mean, std, scale=100.0):
     return f"{scale * mean:.2f}" + ("" if std is None else f" ± {scale * std:.2f}")
 
+  if any("delta_m_stl" in r for r in rows):
+    return _stl_table(rows, pm)
   out = ["| method | kind | left acc. (%) | right acc. (%) | Δm% vs LS | mean rank | "
          "step time / LS | step ms |", "|---|---|---:|---:|---:|---:|---:|---:|"]
   for r in sorted(rows, key=lambda r: -r["delta_m"]):
     std = r["accuracy_std"] or (None, None)
-    title = r["method"] if r["method"] == ONE_PASS else f"{cg.get_method(r['method']).title} " \
-        f"(`{r['method']}`)"
     rank = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.1f}"
-    out.append(f"| {title} | {r['kind']} | {pm(r['accuracy'][0], std[0])} | "
+    out.append(f"| {_title(r['method'])} | {r['kind']} | {pm(r['accuracy'][0], std[0])} | "
                f"{pm(r['accuracy'][1], std[1])} | {pm(r['delta_m'], r['delta_m_paired_std'], 1.0)}"
                f" | {rank} | {r['time_ratio']:.2f} | {r['step_ms']:.2f} |")
+  return "\n".join(out)
+
+
+def _title(name: str) -> str:
+  return name if name in EXTRA else f"{cg.get_method(name).title} (`{name}`)"
+
+
+def _stl_table(rows: Sequence[dict[str, Any]], pm) -> str:
+  """Δm% against the single-task models, and each row's paired difference to LS's Δm."""
+  out = ["| method | kind | left acc. (%) | right acc. (%) | Δm% vs single-task | "
+         "Δm - LS's Δm (paired) | within 1 paired std of LS | mean rank | step time / LS | "
+         "step ms |", "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+  for r in sorted(rows, key=lambda r: -r.get("delta_m_stl", -np.inf)):
+    std = r["accuracy_std"] or (None, None)
+    rank = "-" if r["mean_rank"] is None else f"{r['mean_rank']:.1f}"
+    cells = [pm(r["accuracy"][k], std[k]) for k in range(len(TASKS))]
+    if r["method"] in SINGLE_TASK:  # the other head is never trained
+      cells = [c if k == SINGLE_TASK.index(r["method"]) else "-" for k, c in enumerate(cells)]
+      dm, diff, within = "(baseline)", "-", "-"
+    else:
+      dm = pm(r["delta_m_stl"], r["delta_m_stl_std"], 1.0)
+      diff = "0 (LS)" if r["method"] == BASELINE else pm(r["minus_ls"], r["minus_ls_paired_std"], 1.0)
+      within = "-" if r["method"] == BASELINE or r["within_one_std_of_ls"] is None else (
+          "yes" if r["within_one_std_of_ls"] else "**no**")
+    out.append(f"| {_title(r['method'])} | {r['kind']} | {cells[0]} | {cells[1]} | {dm} | "
+               f"{diff} | {within} | {rank} | {r['time_ratio']:.2f} | {r['step_ms']:.2f} |")
   return "\n".join(out)
 
 
@@ -394,7 +449,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
   names = [r["method"] for r in rows]
   dm = np.array([r["delta_m"] for r in rows])
   err = np.array([r["delta_m_paired_std"] or 0.0 for r in rows])
-  colors = ["tab:red" if n.startswith("came") else "tab:gray" if n in (BASELINE, ONE_PASS)
+  colors = ["tab:red" if n.startswith("came") else "tab:gray" if n in (BASELINE,) + EXTRA
             else "tab:blue" for n in names]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, max(4.0, 0.28 * len(rows))))
   ax1.barh(names, dm, xerr=err, color=colors)
@@ -538,12 +593,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                            f"must include {BASELINE!r}; {ONE_PASS!r} adds the one-pass LS timing")
   parser.add_argument("--no-one-pass", action="store_true",
                       help=f"leave out the {ONE_PASS!r} timing reference")
+  parser.add_argument("--no-single-task", action="store_true",
+                      help=f"leave out the single-task models {SINGLE_TASK} (Δm's baseline)")
   parser.add_argument("--seeds", type=int, default=None, help="number of seeds (0, 1, ...)")
   parser.add_argument("--out", default="runs/multidigits", help="output folder")
   parser.add_argument("--compile-workers", type=int, default=os.cpu_count() or 1,
                       help="methods compiled at once (default: the number of CPUs)")
   args = parser.parse_args(argv)
 
+  common.mark_start()
   common.set_dispatch(False)
   config = FULL if args.full else TINY if args.tiny else DEFAULT
   if args.seeds is not None:
@@ -554,6 +612,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                  [m.strip() for m in args.methods.split(",") if m.strip()])
   if not args.no_one_pass and ONE_PASS not in methods:
     methods.append(ONE_PASS)
+  if not args.no_single_task:
+    methods += [t for t in SINGLE_TASK if t not in methods]
   loadavg = os.getloadavg()
   results = run(config, methods, compile_workers=args.compile_workers)
   results["loadavg_at_start"], results["loadavg_at_end"] = loadavg, os.getloadavg()

@@ -29,6 +29,11 @@ _ROW_MIN, _ROW_TARGET, _ROW_MAX = 128, 1024, 4096
 #: Shortest row accepted when longer ones would cross a sharded axis.
 _ROW_MIN_SHARDED = 16
 
+#: Up to this many tasks (K = 3 measured no gain), unsharded leaves whose per-task size is a multiple of
+#: ``_UNROLL_ROWS`` (and at least ``_UNROLL_MIN``) take the unrolled, vectorised
+#: Gram of :func:`_pairwise_gram`.
+_UNROLL_K, _UNROLL_ROWS, _UNROLL_MIN = 2, 8, 1024
+
 #: Leaves with at most this many numbers per task (and no sharding) share one
 #: Gram pass: a kernel per small leaf costs more than its arithmetic.
 _SMALL_LEAF = 16384
@@ -167,18 +172,32 @@ def _pairwise_gram(leaf: Array, layout) -> Array:
   shape, row_axes = layout
   k = shape[0]
   dtype = compute_dtype(leaf.dtype)
-  x = leaf.reshape(shape).astype(dtype)
   pairs = [(i, j) for i in range(k) for j in range(i, k)]
+  index = np.zeros((k, k), np.int32)
+  for n, (i, j) in enumerate(pairs):
+    index[i, j] = index[j, i] = n
+  block = leaf.size // max(k, 1)
+  if (k <= _UNROLL_K and block % _UNROLL_ROWS == 0 and block >= _UNROLL_MIN
+      and _unsharded_axes(leaf) == (True,) * leaf.ndim):
+    # Few pairs: the per-task block viewed as _UNROLL_ROWS rows (a free reshape)
+    # and summed down the rows by unrolled elementwise adds, one vectorised
+    # pass; XLA:CPU emits the variadic reduction below as scalar code (a float
+    # sum it may not reassociate), which costs more than the read at any K.
+    # Beyond _UNROLL_K the stacked outputs stop fusing and this form loses.
+    x = leaf.reshape(k, _UNROLL_ROWS, block // _UNROLL_ROWS).astype(dtype)
+    columns = jnp.stack([functools.reduce(operator.add, [
+        x[i, q] * x[j, q] for q in range(_UNROLL_ROWS)]) for i, j in pairs])
+    return jnp.sum(columns, axis=1)[index]
+  x = leaf.reshape(shape).astype(dtype)
   products = [x[i] * x[j] for i, j in pairs]
   zero = jnp.zeros([], dtype)
   axes = tuple(a - 1 for a in row_axes)  # the task axis is gone from x[i]
   row_sums = jax.lax.reduce(
       products, [zero] * len(products),
       lambda acc, new: tuple(a + b for a, b in zip(acc, new)), axes)
-  sums = jnp.stack([jnp.sum(s) for s in row_sums])
-  index = np.zeros((k, k), np.int32)
-  for n, (i, j) in enumerate(pairs):
-    index[i, j] = index[j, i] = n
+  # The second level in one kernel: one reduction of the stacked row sums, not
+  # two small kernels per pair (72 dispatches at K = 8).
+  sums = jnp.sum(jnp.stack([s.reshape(-1) for s in row_sums]), axis=1)
   return sums[index]
 
 

@@ -124,12 +124,12 @@ def test_tiny_run_writes_table_json_and_figure(tmp_path):
   not_for_two_tasks = [m for m in ("krum",) if m in cg.method_names()]  # needs K >= 3
   results = md.main(["--tiny", "--methods", ",".join(methods + not_for_two_tasks),
                      "--out", str(tmp_path), "--compile-workers", "1"])
-  assert results["methods"] == methods + [md.ONE_PASS]
+  assert results["methods"] == methods + [md.ONE_PASS, *md.SINGLE_TASK]
   assert set(results["skipped"]) == set(not_for_two_tasks)
   payload = json.loads((tmp_path / "multidigits.json").read_text())
   assert payload["benchmark"] == "multidigits" and payload["machine"]["jax"]
   rows = {r["method"]: r for r in payload["summary"]}
-  assert set(rows) == set(methods + [md.ONE_PASS])
+  assert set(rows) == set(methods + [md.ONE_PASS, *md.SINGLE_TASK])
   assert rows["ls"]["delta_m"] == 0.0 and rows["ls"]["time_ratio"] == 1.0
   for r in rows.values():
     assert len(r["accuracy"]) == 2 and all(0.0 <= a <= 1.0 for a in r["accuracy"])
@@ -138,6 +138,30 @@ def test_tiny_run_writes_table_json_and_figure(tmp_path):
   np.testing.assert_allclose(rows[md.ONE_PASS]["accuracy"], rows["ls"]["accuracy"], atol=2 / 128)
   ranks = sorted(r["mean_rank"] for r in rows.values() if r["mean_rank"] is not None)
   assert len(ranks) == 3 and 1.0 <= ranks[0] and ranks[-1] <= 3.0
+  for name in methods:  # Δm against the single-task models, and the paired difference to LS
+    assert np.isfinite(rows[name]["delta_m_stl"])
+  assert rows["ls"]["minus_ls"] == 0.0
   table = (tmp_path / "table.md").read_text()
-  assert "Δm% vs LS" in table and "(`came`)" in table and md.ONE_PASS in table
+  assert "Δm% vs single-task" in table and "(`came`)" in table and md.ONE_PASS in table
+  assert "stl_left" in table
   assert (tmp_path / "multidigits.png").stat().st_size > 10_000
+
+
+def test_single_task_baseline_and_paired_difference_by_hand():
+  # Two seeds; the single-task models reach 0.8 / 0.5 on their own task.
+  acc = {"ls": [[0.8, 0.5], [0.8, 0.5]], "came": [[0.88, 0.5], [0.8, 0.55]],
+         "stl_left": [[0.8, 0.1], [0.8, 0.1]], "stl_right": [[0.1, 0.5], [0.1, 0.5]]}
+  results = {"seeds": [0, 1], "runs": {m: {str(s): {"test_accuracy": a[s]} for s in (0, 1)}
+                                       for m, a in acc.items()},
+             "times": {m: {"step_ms": 1.0, "ratio_to_ls": 1.0, "compile_s": 0.0} for m in acc}}
+  rows = {r["method"]: r for r in md.summarize(results, list(acc))}
+  # came, seed 0: (0.08 / 0.8 + 0) / 2 = 5%; seed 1: (0 + 0.05 / 0.5) / 2 = 5%.
+  np.testing.assert_allclose(rows["came"]["delta_m_stl_per_seed"], [5.0, 5.0])
+  assert rows["came"]["delta_m_stl"] == pytest.approx(5.0)
+  assert rows["ls"]["delta_m_stl"] == pytest.approx(0.0)
+  # LS's Δm is 0 on both seeds, so came's paired difference is 5 ± 0: not within one std.
+  assert rows["came"]["minus_ls"] == pytest.approx(5.0)
+  assert rows["came"]["within_one_std_of_ls"] is False
+  assert "delta_m_stl" not in rows["stl_left"] and rows["stl_left"]["mean_rank"] is None
+  table = md.markdown_table(list(rows.values()))
+  assert "(baseline)" in table and "**no**" in table
