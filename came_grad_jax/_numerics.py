@@ -111,10 +111,14 @@ def safe_sqrt(x: jax.typing.ArrayLike) -> Array:
   Example:
     >>> jax.grad(lambda x: safe_sqrt(x))(0.0)
     Array(0., dtype=float32, weak_type=True)
+    >>> safe_sqrt(jnp.array([4.0, -1.0, jnp.nan]))
+    Array([ 2.,  0., nan], dtype=float32)
   """
   x = jnp.asarray(x)
   positive = x > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+  # NaN stays NaN (as in sqrt(max(x, 0))), so that a non-finite Gram matrix still shows.
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)),
+                   jnp.where(jnp.isnan(x), x, 0.0))
 
 
 def correlation(gram: Array) -> tuple[Array, Array]:
