@@ -18,8 +18,8 @@ import optax
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax import weightings
 from came_grad_jax._stacked import required_num_tasks
-from came_grad_jax._tracking import track_gradients
 from came_grad_jax._transform import aggregate, resolve_num_tasks
+from came_grad_jax.transforms._tracking import track_gradients
 from came_grad_jax.weightings._aligned_mtl import Scale
 from came_grad_jax.weightings._base import not_differentiable
 from came_grad_jax.weightings._krum import check_num_tasks as check_krum_tasks
