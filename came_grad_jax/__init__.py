@@ -8,12 +8,23 @@ Layers:
 
 from came_grad_jax import loss_weighting, weightings
 from came_grad_jax._diagnostics import Diagnostics, compute_diagnostics
-from came_grad_jax._excess_mtl import ExcessMTLState, excess_mtl
-from came_grad_jax._graddrop import GradDropState, graddrop
-from came_grad_jax._gradnorm import GradNormState, gradnorm
 from came_grad_jax._gram import combine, gram, num_tasks_of
 from came_grad_jax._lean import LeanInfo, lean_value_and_grad, representation_value_and_grad
-from came_grad_jax._methods import (
+from came_grad_jax._registry import (
+                                     Method,
+                                     get_method,
+                                     make_method,
+                                     method_names,
+                                     methods_table,
+                                     register,
+)
+from came_grad_jax._task_grads import value_and_task_grads
+from came_grad_jax._transform import AggregateState, aggregate, came_grad
+from came_grad_jax._version import __version__
+from came_grad_jax.transforms._excess_mtl import ExcessMTLState, excess_mtl
+from came_grad_jax.transforms._graddrop import GradDropState, graddrop
+from came_grad_jax.transforms._gradnorm import GradNormState, gradnorm
+from came_grad_jax.transforms._methods import (
                                      aligned_mtl,
                                      cagrad,
                                      came_s1,
@@ -37,19 +48,8 @@ from came_grad_jax._methods import (
                                      sdmgrad,
                                      upgrad,
 )
-from came_grad_jax._registry import (
-                                     Method,
-                                     get_method,
-                                     make_method,
-                                     method_names,
-                                     methods_table,
-                                     register,
-)
-from came_grad_jax._task_grads import value_and_task_grads
-from came_grad_jax._tracking import TrackState, track_gradients
-from came_grad_jax._transform import AggregateState, aggregate, came_grad
-from came_grad_jax._trimmed_mean import TrimmedMeanState, trimmed_mean
-from came_grad_jax._version import __version__
+from came_grad_jax.transforms._tracking import TrackState, track_gradients
+from came_grad_jax.transforms._trimmed_mean import TrimmedMeanState, trimmed_mean
 
 __all__ = [
     "AggregateState", "Diagnostics", "aggregate", "came_grad", "combine",

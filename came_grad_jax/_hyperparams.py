@@ -22,8 +22,9 @@ def _concrete(value) -> np.ndarray | None:
 
 
 def check_scalar(name: str, value: ScalarOrSchedule, *, lower: float,
-                 upper: float = np.inf, lower_open: bool = False) -> None:
-  """Check a scalar hyperparameter lies in ``[lower, upper]`` (or ``(lower, upper]``).
+                 upper: float = np.inf, lower_open: bool = False,
+                 upper_open: bool = False) -> None:
+  """Check a scalar hyperparameter lies in ``[lower, upper]`` (open ends as asked).
 
   Schedules (callables) and traced values (e.g. under
   ``optax.inject_hyperparams`` inside ``jit``) cannot be checked here and pass.
@@ -42,9 +43,55 @@ def check_scalar(name: str, value: ScalarOrSchedule, *, lower: float,
     raise TypeError(f"{name} must be a real scalar or a schedule, got {value!r}")
   x = float(arr)
   below = x <= lower if lower_open else x < lower
-  if not np.isfinite(x) or below or x > upper:
-    bracket = "(" if lower_open else "["
-    raise ValueError(f"{name} must be in {bracket}{lower}, {upper}], got {x}")
+  above = x >= upper if upper_open else x > upper
+  if not np.isfinite(x) or below or above:
+    left, right = "(" if lower_open else "[", ")" if upper_open else "]"
+    raise ValueError(f"{name} must be in {left}{lower}, {upper}{right}, got {x}")
+
+
+def check_bool(name: str, value: object) -> bool:
+  """``value`` as a Python bool; a flag given as anything else is refused.
+
+  Raises:
+    TypeError: naming ``name`` when ``value`` is not a bool (``"abc"``, ``nan`` and
+      ``-1.0`` are not flags).
+
+  Example:
+    >>> check_bool("rescale", np.True_)
+    True
+  """
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+  return bool(value)
+
+
+def check_optimizer(name: str, value: object) -> None:
+  """Refuse an ``optimizer`` argument that is not an Optax transformation (``init`` and ``update``).
+
+  Raises:
+    TypeError: naming ``name`` and what was given.
+
+  Example:
+    >>> import optax
+    >>> check_optimizer("optimizer", optax.sgd(0.1))
+  """
+  if not (callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))):
+    raise TypeError(f"{name} must be an optax.GradientTransformation (e.g. optax.adam(1e-2)), "
+                    f"got {value!r}")
+
+
+def float_if_concrete(value: jax.typing.ArrayLike) -> float | Array:
+  """``float(value)`` when it is known at trace time, else the traced scalar itself.
+
+  Hyperparameters injected with ``optax.inject_hyperparams`` are traced under
+  ``jit``; a factory that converts them with ``float()`` would fail there.
+
+  Example:
+    >>> float_if_concrete(2)
+    2.0
+  """
+  arr = _concrete(value)
+  return jnp.asarray(value) if arr is None else float(arr)
 
 
 def resolve(value: ScalarOrSchedule, count: Array) -> Array:

@@ -100,6 +100,27 @@ def term_scale_sq(gram: Array, coeffs: Array) -> Array:
   return task_sum(jnp.abs(coeffs) * per_task(norms, coeffs)) ** 2
 
 
+def safe_sqrt(x: jax.typing.ArrayLike) -> Array:
+  """``sqrt(max(x, 0))`` whose derivative is 0, not NaN, where ``x <= 0``.
+
+  ``d sqrt(x) / dx = 1 / (2 sqrt(x))`` is infinite at 0, and reverse mode
+  multiplies it by the zero cotangent of a switched-off branch: NaN. Both
+  branches of the ``jnp.where`` here are finite, so ``jax.grad`` through a zero
+  task gradient's norm is finite.
+
+  Example:
+    >>> jax.grad(lambda x: safe_sqrt(x))(0.0)
+    Array(0., dtype=float32, weak_type=True)
+    >>> safe_sqrt(jnp.array([4.0, -1.0, jnp.nan]))
+    Array([ 2.,  0., nan], dtype=float32)
+  """
+  x = jnp.asarray(x)
+  positive = x > 0
+  # NaN stays NaN (as in sqrt(max(x, 0))), so that a non-finite Gram matrix still shows.
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)),
+                   jnp.where(jnp.isnan(x), x, 0.0))
+
+
 def correlation(gram: Array) -> tuple[Array, Array]:
   """``(C, n)``: the task norms ``n_k = ||h_k||`` and ``C = D^-1 M D^-1`` (``D = diag n``).
 
@@ -114,7 +135,7 @@ def correlation(gram: Array) -> tuple[Array, Array]:
     (Array([[1., 0.],
            [0., 1.]], dtype=float32), Array([2., 0.], dtype=float32))
   """
-  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  norms = safe_sqrt(jnp.diagonal(gram))
   present = norms > 0
   safe = jnp.where(present, norms, 1.0)
   cosine = jnp.where(jnp.outer(present, present), gram / jnp.outer(safe, safe),
@@ -131,6 +152,6 @@ def norm_of(gram: Array, coeffs: Array) -> Array:
   """
   sq = coeffs @ gram @ coeffs
   zero = is_negligible(sq, term_scale_sq(gram, coeffs), gram.shape[0])
-  return jnp.where(zero, 0.0, jnp.sqrt(jnp.maximum(sq, 0.0)))
+  return jnp.where(zero, 0.0, safe_sqrt(sq))
 
 

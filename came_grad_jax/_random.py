@@ -36,3 +36,19 @@ def as_key(key: jax.Array | int, name: str = "key") -> jax.Array:
   if isinstance(key, (jax.Array, np.ndarray)) and key.shape == (2,) and key.dtype == np.uint32:
     return jax.random.wrap_key_data(jnp.asarray(key))
   raise TypeError(f"{name} must be an int seed or a jax.random.key, got {key!r}")
+
+
+def fresh_key(key: jax.Array) -> jax.Array:
+  """A copy of ``key`` in a buffer of its own, for an ``init`` to hand out.
+
+  An initial state may be donated (``jax.jit(..., donate_argnums=...)``), which
+  deletes its buffers; a key built once at construction and returned by every
+  ``init`` would then be deleted for every later state. Each ``init`` returns
+  a fresh copy instead (the same key value, so runs stay reproducible).
+
+  Example:
+    >>> k = as_key(0)
+    >>> bool(jnp.all(jax.random.key_data(fresh_key(k)) == jax.random.key_data(k)))
+    True
+  """
+  return jnp.copy(key)

@@ -15,9 +15,10 @@ from typing import Any, Literal
 import jax
 import optax
 
-from came_grad_jax import _excess_mtl, _graddrop, _gradnorm, _methods, _transform, _trimmed_mean
+from came_grad_jax import _transform
 from came_grad_jax import loss_weighting as _lw
 from came_grad_jax import weightings as _w
+from came_grad_jax.transforms import _excess_mtl, _graddrop, _gradnorm, _methods, _trimmed_mean
 
 Kind = Literal["gradient", "loss"]
 

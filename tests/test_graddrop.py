@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import came_grad_jax as cg
-from came_grad_jax._graddrop import drop_signs
+from came_grad_jax.transforms._graddrop import drop_signs
 
 
 def graddrop_reference(h: np.ndarray, uniform: np.ndarray, leak: float) -> np.ndarray:

@@ -4,6 +4,8 @@ Each test is one of the faults an adversarial probe found (issue 9), turned into
 the behaviour the library now guarantees.
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ import came_grad_jax as cg
 
 PARAMS = {"w": jnp.zeros(3)}
 G = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])}
+G3 = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.5, 1.0, -2.0]])}
 
 
 def test_paper_defaults_as_the_paper_writes_them():
@@ -60,12 +63,41 @@ def _extra(tx) -> dict:
   return {}
 
 
-def test_state_can_be_donated():
-  """Every field of every initial state is its own buffer (the standard donated train step)."""
-  states = {name: tx.init(PARAMS) for name, tx in _gradient_methods(3).items()}
+def _initial_states(txs: dict) -> dict:
+  states = {name: tx.init(PARAMS) for name, tx in txs.items()}
   states["loss"] = {name: cg.make_method(name).init(2) for name in cg.method_names("loss")}
+  return states
+
+
+def test_state_can_be_donated():
+  """Every field of every initial state is its own buffer (the standard donated train step),
+  and a later ``init`` hands out new buffers: donating one state leaves the next one valid
+  (issue 20, item 4: the random methods' key was shared by every ``init``)."""
+  txs = _gradient_methods(3)
+  states = _initial_states(txs)
   count = len(jax.tree.leaves(states))
   assert len(jax.tree.leaves(jax.jit(lambda s: s, donate_argnums=0)(states))) == count
+  assert all(leaf.is_deleted() for leaf in jax.tree.leaves(states))
+  later = _initial_states(txs)
+  deleted = {name: sum(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+             for name, state in later.items() if name != "loss"}
+  deleted |= {name: sum(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+              for name, state in later["loss"].items()}
+  assert not any(deleted.values()), {name: n for name, n in deleted.items() if n}
+
+
+def test_donated_update_twice_from_fresh_states():
+  """The issue's reproduction: a donated jitted update, called on two fresh initial states."""
+  for tx in (cg.pcgrad(key=0), cg.graddrop(key=0), cg.gradvac(num_tasks=2)):
+    f = jax.jit(tx.update, donate_argnums=(1,))
+    for _ in range(2):
+      out, _ = f(G, tx.init(PARAMS), PARAMS)
+      assert np.all(np.isfinite(out["w"]))
+  lw = cg.loss_weighting.rlw(key=0)
+  f = jax.jit(lw.update, donate_argnums=(1,))
+  for _ in range(2):
+    weights, _ = f(jnp.array([1.0, 2.0]), lw.init(2))
+    assert np.all(np.isfinite(weights))
 
 
 @pytest.mark.slow
@@ -82,18 +114,66 @@ def test_non_finite_gradients_reach_the_update_under_jit():
   def run(states, safe_states):
     out = {}
     for name, tx in txs.items():
-      bad, state = tx.update(g, states[name], PARAMS, **_extra(tx))
-      good, _ = tx.update(g_ok, state, PARAMS, **_extra(tx))
+      # One good step first, so that counters, keys and averages are not at their initial values.
+      _, before = tx.update(g_ok, states[name], PARAMS, **_extra(tx))
+      bad, after = tx.update(g, before, PARAMS, **_extra(tx))
+      good, _ = tx.update(g_ok, after, PARAMS, **_extra(tx))
       skipped, s = safe[name].update(g, safe_states[name], PARAMS, **_extra(tx))
-      out[name] = (bad["w"], good["w"], skipped["w"], s[1].notfinite_count)
+      out[name] = (bad["w"], good["w"], skipped["w"], s[1].notfinite_count,
+                   _comparable(before), _comparable(after))
     return out
 
   results = run({n: tx.init(PARAMS) for n, tx in txs.items()},
                 {n: tx.init(PARAMS) for n, tx in safe.items()})
-  for name, (bad, good, skipped, notfinite) in results.items():
+  for name, (bad, good, skipped, notfinite, before, after) in results.items():
     assert not np.all(np.isfinite(bad)), name
     assert np.all(np.isfinite(good)), name  # the state did not absorb the NaN
     assert np.all(np.asarray(skipped) == 0) and int(notfinite) == 1, name
+    # The state after the NaN step is the state before it, leaf for leaf (issue 20, item 5:
+    # graddrop advanced its key and trimmed_mean its count).
+    assert jax.tree.structure(before) == jax.tree.structure(after), name
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
+
+
+def _comparable(state):
+  """``state`` with its PRNG keys as their raw data (so that leaves compare as arrays)."""
+  def plain(x):
+    if jnp.issubdtype(jnp.result_type(x), jax.dtypes.prng_key):
+      return jax.random.key_data(x)
+    return x
+  return jax.tree.map(plain, state)
+
+
+def _float_hyperparameters(name: str) -> dict:
+  return {hp: default for hp, default in cg.get_method(name).hyperparameters.items()
+          if isinstance(default, float)}
+
+
+@pytest.mark.parametrize("name", [n for n in cg.method_names("gradient") if _float_hyperparameters(n)])
+def test_every_float_hyperparameter_is_injectable_under_jit(name):
+  """``optax.inject_hyperparams`` with every float hyperparameter traced, under ``jit``, gives
+  the update of the plain factory with the same values (issue 20, item 6: FairGrad's alpha and
+  the betas of MoCo, CR-MOGM, PCD and DB-MTL failed). The other hyperparameters (ints, strings,
+  booleans, a weighting) choose shapes or code paths and are passed in ``static_args``."""
+  method = cg.get_method(name)
+  # Not the defaults, so that the injected values must be honoured (FairGrad: alpha = 1).
+  values = {hp: 0.5 * v if v else 0.5 for hp, v in _float_hyperparameters(name).items()}
+  params = inspect.signature(method.factory).parameters
+  static = tuple(p for p in ("task_weights", "num_tasks", "key", *method.hyperparameters)
+                 if p in params and p not in values)
+  injected = optax.inject_hyperparams(method.factory, static_args=static)(**values, num_tasks=3)
+  plain = method.factory(**values, num_tasks=3)
+  extra = _extra(plain)
+  g = {"w": G3["w"] * jnp.array([[1.0], [2.0], [0.5]])}
+  out, state = jax.jit(lambda u, s: injected.update(u, s, PARAMS, **extra))(
+      g, injected.init(PARAMS))
+  want, _ = jax.jit(lambda u, s: plain.update(u, s, PARAMS, **extra))(g, plain.init(PARAMS))
+  assert np.all(np.isfinite(want["w"])), name
+  np.testing.assert_allclose(out["w"], want["w"], rtol=1e-5,
+                             atol=1e-6 * float(np.linalg.norm(want["w"])), err_msg=name)
+  for hp, value in values.items():
+    assert float(state.hyperparams[hp]) == pytest.approx(value), hp
 
 
 @pytest.mark.parametrize("name", ["uncertainty", "dwa", "famo"])
@@ -233,3 +313,66 @@ def test_multisteps_goes_after_the_aggregation():
   wrong = optax.MultiSteps(optax.chain(cg.came_grad(), optax.sgd(1.0)), every)
   with pytest.raises(ValueError, match="MultiSteps"):
     wrong.update(G, wrong.init(PARAMS), PARAMS)
+
+
+@pytest.mark.parametrize("rescale", ["abc", float("nan"), -1.0, 1])
+def test_cagrad_rescale_must_be_a_bool(rescale):
+  """Issue 20, item 9: ``cagrad(rescale='abc')`` (and nan, -1.0) were accepted."""
+  with pytest.raises(TypeError, match="rescale"):
+    cg.cagrad(rescale=rescale)
+  with pytest.raises(TypeError, match="rescale"):
+    cg.weightings.cagrad(0.4, rescale=rescale)
+  cg.cagrad(rescale=np.bool_(False))
+
+
+@pytest.mark.parametrize("name", ["famo", "uncertainty"])
+def test_loss_weighting_optimizer_is_checked_at_construction(name):
+  """Issue 20, item 9: ``famo(optimizer='abc')`` failed only at ``init``, with AttributeError."""
+  with pytest.raises(TypeError, match="optimizer"):
+    cg.get_method(name).factory(optimizer="abc")
+  lw = cg.get_method(name).factory(optimizer=optax.sgd(0.1))
+  weights, _ = lw.update(jnp.array([1.0, 2.0]), lw.init(2))
+  assert np.all(np.isfinite(weights))
+
+
+def _grad_names_the_method(name: str, message: str) -> bool:
+  title = cg.get_method(name).title.split()[0]
+  return title in message
+
+
+@pytest.mark.parametrize("name", cg.method_names("gradient"))
+def test_jax_grad_is_right_or_a_clear_error(name):
+  """``jax.grad`` through every method's update, K = 3, at a generic point and with one zero
+  task gradient: either finite and equal to central differences (float64), or a
+  ``NotImplementedError`` that names the method (issue 20, items 7 and 8: GradVac was NaN
+  everywhere, IMTL-G, ConFIG and DB-MTL at a zero task gradient; the while_loop methods raised
+  JAX's raw reverse-mode error)."""
+  with jax.enable_x64(True):
+    tx = cg.make_method(name, num_tasks=3)
+    params = jnp.zeros(5)
+    extra = {"losses": jnp.array([1.0, 0.5, 2.0])} if name == "gradnorm" else {}
+    state = tx.init(params)
+
+    def f(g):
+      return jnp.sum(jnp.sin(tx.update(g, state, params, **extra)[0]))
+
+    rng = np.random.default_rng(7)
+    generic = rng.normal(size=(3, 5))
+    one_zero = generic.copy()
+    one_zero[1] = 0.0
+    try:
+      grad_f = jax.jit(jax.grad(f))
+      grads = [np.asarray(grad_f(jnp.asarray(g))) for g in (generic, one_zero)]
+    except NotImplementedError as e:
+      assert _grad_names_the_method(name, str(e)), str(e)
+      assert "stop_gradient" in str(e)
+      return
+    f_jit = jax.jit(f)
+    for g, grad in zip((generic, one_zero), grads):
+      assert np.all(np.isfinite(grad)), name
+      direction = rng.normal(size=g.shape)
+      direction[np.all(g == 0, axis=1)] = 0.0  # along the other tasks: smooth there
+      eps = 1e-6
+      fd = (float(f_jit(jnp.asarray(g + eps * direction)))
+            - float(f_jit(jnp.asarray(g - eps * direction)))) / (2 * eps)
+      assert abs(fd - np.sum(grad * direction)) <= 1e-5 * (1 + abs(fd)), name

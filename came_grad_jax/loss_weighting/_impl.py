@@ -104,6 +104,9 @@ def uncertainty_weighting(optimizer: optax.GradientTransformation | None = None
   Returns:
     A :class:`LossWeighting` whose state is an :class:`UncertaintyState`.
 
+  Raises:
+    TypeError: if ``optimizer`` is not an Optax transformation.
+
   Example:
     >>> uw = uncertainty_weighting(optax.sgd(0.1))
     >>> weights, state = uw.update(jnp.array([1.0, 4.0]), uw.init(2))
@@ -111,6 +114,7 @@ def uncertainty_weighting(optimizer: optax.GradientTransformation | None = None
     Array([0.5, 0.5], dtype=float32)
   """
   optimizer = optax.adam(1e-2) if optimizer is None else optimizer
+  hyperparams.check_optimizer("optimizer", optimizer)
 
   def init(num_tasks: int) -> UncertaintyState:
     s = jnp.zeros((num_tasks,))
@@ -214,6 +218,10 @@ def famo(optimizer: optax.GradientTransformation | None = None,
   Returns:
     A :class:`LossWeighting` whose state is a :class:`FAMOState`.
 
+  Raises:
+    TypeError: if ``optimizer`` is not an Optax transformation.
+    ValueError: if ``eps`` is negative or not finite.
+
   Example:
     >>> f = famo()
     >>> weights, state = f.update(jnp.array([1.0, 4.0]), f.init(2))
@@ -222,6 +230,7 @@ def famo(optimizer: optax.GradientTransformation | None = None,
   """
   if optimizer is None:
     optimizer = optax.chain(optax.add_decayed_weights(1e-3), optax.adam(0.025))
+  hyperparams.check_optimizer("optimizer", optimizer)
   hyperparams.check_scalar("eps", eps, lower=0.0)
 
   def init(num_tasks: int) -> FAMOState:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import jax
 
-from came_grad_jax._random import as_key
+from came_grad_jax._random import as_key, fresh_key
 from came_grad_jax.loss_weighting._impl import LossWeighting, _guarded
 from came_grad_jax.loss_weighting._shape import _num_losses
 
@@ -54,7 +54,7 @@ def rlw(key: jax.Array | int = 0) -> LossWeighting:
 
   def init(num_tasks: int) -> RLWState:
     del num_tasks  # K is read from the losses
-    return RLWState(key)
+    return RLWState(fresh_key(key))
 
   def update(losses: Array, state: RLWState) -> tuple[Array, RLWState]:
     k = _num_losses(losses)

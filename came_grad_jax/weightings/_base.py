@@ -11,12 +11,13 @@ turns either into the stateful form that the transformations use.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+_F = TypeVar("_F", bound=Callable[..., Any])
 #: A stateless weighting: ``(K, K) Gram -> (K,) coefficients``.
 Weighting = Callable[[Array], Array]
 
@@ -72,3 +73,55 @@ def check_gram(gram: Array) -> Array:
   if not jnp.issubdtype(gram.dtype, jnp.floating):
     raise TypeError(f"gram must be floating point, got dtype {gram.dtype}")
   return gram.astype(jnp.promote_types(gram.dtype, jnp.float32))
+
+
+def not_differentiable(fn: _F, method: str, *, min_tasks: int = 2) -> _F:
+  """``fn(gram, *args)`` unchanged, except that differentiating it raises a clear error.
+
+  The coefficients of ``method`` come from an iterative solve (a
+  ``lax.while_loop``) for ``K >= min_tasks``; JAX cannot differentiate such a
+  loop in reverse mode and says so in its own terms. Here ``jax.grad``,
+  ``jax.vjp`` and ``jax.jvp`` through the coefficients raise a
+  ``NotImplementedError`` that names the method and what to do instead (as
+  CAGrad's dual does). Below ``min_tasks`` (closed forms) ``fn`` is returned
+  as it is, derivative included. Nothing changes when no input is differentiated.
+
+  Args:
+    fn: ``(gram (K, K), *args) -> coefficients`` (or ``(coefficients, state)``).
+    method: the method's name, for the message.
+    min_tasks: the smallest K whose solve is iterative.
+
+  Returns:
+    ``fn`` with the same signature and values.
+
+  Example:
+    >>> f = not_differentiable(lambda gram: jnp.diagonal(gram), "Example")
+    >>> try:
+    ...   jax.grad(lambda m: f(m).sum())(jnp.eye(2))
+    ... except NotImplementedError as e:
+    ...   print(str(e)[:48])
+    jax.grad (or any derivative) through Example's c
+  """
+  at_k = f" for K >= {min_tasks} tasks" if min_tasks > 1 else ""
+  message = (
+      f"jax.grad (or any derivative) through {method}'s coefficients is not supported{at_k}: "
+      "they come from an iterative solve (lax.while_loop), which JAX cannot differentiate "
+      "in reverse mode. Wrap the update in jax.lax.stop_gradient if you differentiate "
+      "through the optimizer step.")
+
+  @jax.custom_jvp
+  def blocked(*args):
+    return fn(*args)
+
+  @blocked.defjvp
+  def _raise(primals, tangents):
+    del primals, tangents
+    raise NotImplementedError(message)
+
+  def wrapped(gram, *args):
+    shape = jnp.shape(gram)
+    if len(shape) == 2 and shape[0] < min_tasks:
+      return fn(gram, *args)
+    return blocked(gram, *args)
+
+  return wrapped  # type: ignore[return-value]

@@ -206,6 +206,10 @@ def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
   Returns:
     A function ``gram (K, K) -> coefficients (K,)``.
 
+  Raises:
+    ValueError: if ``c`` is negative or not finite.
+    TypeError: if ``rescale`` is not a bool.
+
   References:
     Liu, Liu, Jin, Stone, Liu, "Conflict-Averse Gradient Descent for Multi-task
     Learning", NeurIPS 2021. https://arxiv.org/abs/2110.14048
@@ -215,7 +219,7 @@ def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
     (3,)
   """
   hyperparams.check_scalar("c", c, lower=0.0)
-  factor = 1.0 / (1.0 + c**2) if rescale else 1.0
+  factor = 1.0 / (1.0 + c**2) if hyperparams.check_bool("rescale", rescale) else 1.0
 
   def weighting(gram: Array) -> Array:
     return factor * conflict_averse_direction(gram, c)

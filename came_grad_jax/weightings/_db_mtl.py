@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax._numerics import safe_divide
+from came_grad_jax._numerics import safe_divide, safe_sqrt
 from came_grad_jax.weightings._base import Weighting, check_gram
 
 Array = jax.Array
@@ -41,7 +41,7 @@ def max_norm_balancing() -> Weighting:
 
   def weighting(gram: Array) -> Array:
     gram = check_gram(gram)
-    norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+    norms = safe_sqrt(jnp.diagonal(gram))  # jax.grad-safe at a zero task gradient
     return safe_divide(jnp.max(norms), norms)
 
   return weighting

@@ -69,9 +69,7 @@ def ema_weighting(weighting: AnyWeighting, beta: float = 0.9) -> StatefulWeighti
     >>> c
     Array([0.65, 0.35], dtype=float32)
   """
-  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0)
-  if float(beta) >= 1.0:
-    raise ValueError(f"beta must be in [0, 1), got {beta}")
+  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0, upper_open=True)
   inner = as_stateful(weighting)
 
   def init(num_tasks: int | None) -> EMAState:

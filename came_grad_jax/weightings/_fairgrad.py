@@ -21,21 +21,25 @@ import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
 from came_grad_jax.weightings._nash_mtl import _diverged, _Newton
 
 Array = jax.Array
 
 
-def _concave_part(beta: Array, alpha: float) -> Array:
-  """``f(beta)`` with ``f' = beta^(-1/alpha)``: ``log`` for alpha = 1, else a power."""
-  if alpha == 1.0:
-    return jnp.log(beta)
+def _concave_part(beta: Array, alpha: float | Array) -> Array:
+  """``f(beta)`` with ``f' = beta^(-1/alpha)``: ``log`` for alpha = 1, else ``beta^q / q``.
+
+  ``q = 1 - 1/alpha``; chosen by value, so that a traced ``alpha``
+  (``optax.inject_hyperparams`` under ``jit``) works too.
+  """
   q = 1.0 - 1.0 / alpha
-  return beta**q / q
+  q_safe = jnp.where(q == 0, 1.0, q)
+  return jnp.where(q == 0, jnp.log(beta), beta**q_safe / q_safe)
 
 
-def fair_allocation(cosine: Array, a: Array, alpha: float, *, max_iter: int = 100) -> Array:
+def fair_allocation(cosine: Array, a: Array, alpha: float | Array, *,
+                    max_iter: int = 100) -> Array:
   """``beta > 0`` with ``C beta = a * beta^(-1/alpha)``; 0 where it diverges (Pareto-stationary).
 
   Args:
@@ -132,13 +136,13 @@ def fairgrad(alpha: float = 2.0) -> Weighting:
     [1.0, 0.3969]
   """
   hyperparams.check_scalar("alpha", alpha, lower=0.0, lower_open=True)
-  alpha = float(alpha)
+  exponent = hyperparams.float_if_concrete(alpha)  # traced under inject_hyperparams + jit
 
   def weighting(gram: Array) -> Array:
     gram = check_gram(gram)
     cosine, norms = correlation(gram)  # absent tasks: a decoupled unit row
-    a = jnp.where(norms > 0, jnp.where(norms > 0, norms, 1.0) ** (1.0 / alpha - 1.0), 1.0)
-    beta = fair_allocation(cosine, a, alpha)
+    a = jnp.where(norms > 0, jnp.where(norms > 0, norms, 1.0) ** (1.0 / exponent - 1.0), 1.0)
+    beta = fair_allocation(cosine, a, exponent)
     return safe_divide(beta, norms)
 
-  return weighting
+  return not_differentiable(weighting, "FairGrad")

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import safe_divide
-from came_grad_jax._random import as_key
+from came_grad_jax._random import as_key, fresh_key
 from came_grad_jax.weightings._base import StatefulWeighting, check_gram
 from came_grad_jax.weightings._pcgrad import random_orders, visit_others
 
@@ -53,7 +53,10 @@ def vaccinate(gram: Array, targets: Array, orders: Array,
            [1. , 1. ]], dtype=float32)
   """
   k = gram.shape[0]
-  norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
+  # Safe square roots: the sines vanish on a task's own (skipped) visit, where phi = 1, and
+  # a plain sqrt's infinite derivative there would make jax.grad NaN.
+  sqrt = numerics.safe_sqrt
+  norms = sqrt(jnp.diagonal(gram))
 
   def step(carry, j):
     a, row = carry
@@ -61,9 +64,9 @@ def vaccinate(gram: Array, targets: Array, orders: Array,
     defined = (g_norm > 0) & (norms[j] > 0)
     phi = jnp.clip((a @ gram[:, j]) / jnp.where(defined, g_norm * norms[j], 1.0), -1.0, 1.0)
     target = row[j]
-    denom = norms[j] * jnp.sqrt(1.0 - target**2)
+    denom = norms[j] * sqrt(1.0 - target**2)
     lift = defined & (phi < target) & (denom > 0)
-    weight = g_norm * (target * jnp.sqrt(1.0 - phi**2) - phi * jnp.sqrt(1.0 - target**2))
+    weight = g_norm * (target * sqrt(1.0 - phi**2) - phi * sqrt(1.0 - target**2))
     a = a.at[j].add(safe_divide(weight, denom, where=lift))
     row = row.at[j].set(jnp.where(defined, (1.0 - beta) * target + beta * phi, target))
     return a, row
@@ -105,7 +108,7 @@ def gradvac(beta: float = 0.01, key: jax.Array | int = 0) -> StatefulWeighting:
       raise ValueError(
           "gradvac needs the number of tasks at construction (its state holds the K x K "
           "EMA cosine targets): pass task_weights (K weights) or num_tasks=K")
-    return GradVacState(key, jnp.zeros((num_tasks, num_tasks)))
+    return GradVacState(fresh_key(key), jnp.zeros((num_tasks, num_tasks)))
 
   def apply(gram: Array, state: GradVacState) -> tuple[Array, GradVacState]:
     gram = check_gram(gram)

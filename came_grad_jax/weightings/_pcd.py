@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._active_set import nonnegative_qp
 from came_grad_jax._numerics import correlation, norm_of, safe_divide
-from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram, not_differentiable
 
 Array = jax.Array
 
@@ -59,6 +59,9 @@ def priority_weights(gram: Array, tau: Array | float) -> Array:
   z, feasible = nonnegative_qp(cosine, safe_divide(linear, norms))
   mu = jnp.where(feasible, safe_divide(z, norms), 0.0)
   return jnp.concatenate([jnp.ones((1,), gram.dtype), mu])
+
+
+_priority_weights = not_differentiable(priority_weights, "PCD")
 
 
 def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8) -> StatefulWeighting:
@@ -96,9 +99,7 @@ def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8) -> StatefulWe
     [1.0, 1.0]
   """
   hyperparams.check_scalar("tau", tau, lower=0.0, upper=1.0)
-  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0)
-  if float(beta) >= 1.0:
-    raise ValueError(f"beta must be in [0, 1), got {beta}")
+  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0, upper_open=True)
   hyperparams.check_scalar("eps", eps, lower=0.0)
 
   def init(num_tasks: int | None) -> PCDState:
@@ -115,7 +116,7 @@ def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8) -> StatefulWe
     debiased = ema / (1.0 - beta ** count.astype(gram.dtype))
     denominator = jnp.sqrt(debiased + eps)
     scales = safe_divide(1.0, denominator)
-    w = priority_weights(gram * jnp.outer(scales, scales), tau)
+    w = _priority_weights(gram * jnp.outer(scales, scales), tau)
     direction = w * scales  # d~ = sum_k w_k s_k h_k
     length = norm_of(gram, direction)
     coeffs = direction * safe_divide(jnp.sqrt(sq_norms[0]), length)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import safe_divide
-from came_grad_jax._random import as_key
+from came_grad_jax._random import as_key, fresh_key
 from came_grad_jax.weightings._base import StatefulWeighting, check_gram
 
 Array = jax.Array
@@ -110,7 +110,7 @@ def pcgrad(key: jax.Array | int = 0) -> StatefulWeighting:
 
   def init(num_tasks: int | None) -> PCGradState:
     del num_tasks
-    return PCGradState(key)
+    return PCGradState(fresh_key(key))
 
   def apply(gram: Array, state: PCGradState) -> tuple[Array, PCGradState]:
     gram = check_gram(gram)

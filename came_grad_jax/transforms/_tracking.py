@@ -59,9 +59,7 @@ def track_gradients(beta: float, num_tasks: int) -> optax.GradientTransformation
     Array([[1.],
            [2.]], dtype=float32)
   """
-  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0)
-  if float(beta) >= 1.0:
-    raise ValueError(f"beta must be in [0, 1), got {beta}")
+  hyperparams.check_scalar("beta", beta, lower=0.0, upper=1.0, upper_open=True)
   if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
     raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
 

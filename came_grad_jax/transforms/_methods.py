@@ -15,11 +15,14 @@ from __future__ import annotations
 import jax
 import optax
 
+from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax import weightings
 from came_grad_jax._stacked import required_num_tasks
-from came_grad_jax._tracking import track_gradients
-from came_grad_jax._transform import aggregate
+from came_grad_jax._transform import aggregate, resolve_num_tasks
+from came_grad_jax.transforms._tracking import track_gradients
 from came_grad_jax.weightings._aligned_mtl import Scale
+from came_grad_jax.weightings._base import not_differentiable
+from came_grad_jax.weightings._krum import check_num_tasks as check_krum_tasks
 
 TaskWeights = jax.typing.ArrayLike | None
 
@@ -224,7 +227,11 @@ def cr_mogm(beta: float = 0.9, weighting: weightings.AnyWeighting | None = None,
     >>> tx = optax.chain(cr_mogm(0.9, weightings.upgrad(), num_tasks=2), optax.sgd(0.1))
   """
   base = weightings.mgda() if weighting is None else weighting
-  return aggregate(weightings.ema_weighting(base, beta), task_weights, num_tasks=num_tasks)
+  smoothed = weightings.ema_weighting(base, beta)
+  if weighting is None:  # MGDA's solve is iterative for K >= 3: say so under jax.grad
+    smoothed = smoothed._replace(apply=not_differentiable(
+        smoothed.apply, "CR-MOGM (an EMA of MGDA's)", min_tasks=3))
+  return aggregate(smoothed, task_weights, num_tasks=num_tasks)
 
 
 def krum(n_byzantine: int = 0, n_selected: int = 1, task_weights: TaskWeights = None, *,
@@ -233,10 +240,18 @@ def krum(n_byzantine: int = 0, n_selected: int = 1, task_weights: TaskWeights = 
 
   Needs ``K >= n_byzantine + 3``; see :func:`came_grad_jax.weightings.krum`.
 
+  Raises:
+    ValueError: for a bad hyperparameter, or a K (``num_tasks`` or ``task_weights``)
+      below ``n_byzantine + 3`` or ``n_selected``.
+
   Example:
     >>> tx = optax.chain(krum(n_byzantine=0, num_tasks=3), optax.sgd(0.1))
   """
-  return aggregate(weightings.krum(n_byzantine, n_selected), task_weights, num_tasks=num_tasks)
+  weighting = weightings.krum(n_byzantine, n_selected)
+  k = resolve_num_tasks(hyperparams.check_task_weights(task_weights), num_tasks)
+  if k is not None:  # known at construction: refuse a K Krum cannot work with now
+    check_krum_tasks(k, n_byzantine, n_selected)
+  return aggregate(weighting, task_weights, num_tasks=num_tasks)
 
 
 def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8,

@@ -27,7 +27,8 @@ import optax
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._gram import num_tasks_of
 from came_grad_jax._numerics import compute_dtype
-from came_grad_jax._random import as_key
+from came_grad_jax._random import as_key, fresh_key
+from came_grad_jax._stacked import all_finite
 from came_grad_jax._transform import resolve_num_tasks
 
 Array = jax.Array
@@ -91,7 +92,7 @@ def graddrop(key: jax.Array | int = 0, task_weights: jax.typing.ArrayLike | None
 
   def init_fn(params):
     del params
-    return GradDropState(key)
+    return GradDropState(fresh_key(key))
 
   def update_fn(updates, state, params=None):
     del params
@@ -112,6 +113,7 @@ def graddrop(key: jax.Array | int = 0, task_weights: jax.typing.ArrayLike | None
       return drop_signs(h, uniform, leak).astype(leaf.dtype)
 
     out = jax.tree.unflatten(treedef, [one(x, kk) for x, kk in zip(leaves, keys)])
-    return out, GradDropState(key_)
+    # A non-finite step (NaN or inf reaches the update) leaves the key where it was.
+    return out, GradDropState(jnp.where(all_finite(out), key_, state.key))
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -20,7 +20,7 @@ import optax
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._numerics import compute_dtype
-from came_grad_jax._stacked import checked_num_tasks, weights_or_ones
+from came_grad_jax._stacked import all_finite, checked_num_tasks, weights_or_ones
 from came_grad_jax._transform import resolve_num_tasks
 
 Array = jax.Array
@@ -101,6 +101,9 @@ def trimmed_mean(trim_number: int = 1, task_weights: jax.typing.ArrayLike | None
       h = leaf.astype(dtype) * weights.astype(dtype).reshape((k,) + (1,) * (leaf.ndim - 1))
       return trim_leaf(h, trim_number).astype(leaf.dtype)
 
-    return jax.tree.map(one, updates), TrimmedMeanState(jnp.asarray(optax.safe_increment(state.count)))
+    out = jax.tree.map(one, updates)
+    # A non-finite step (NaN or inf reaches the update) is not counted.
+    count = jnp.where(all_finite(out), optax.safe_increment(state.count), state.count)
+    return out, TrimmedMeanState(jnp.asarray(count, state.count.dtype))
 
   return optax.GradientTransformation(init_fn, update_fn)
