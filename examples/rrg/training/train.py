@@ -77,11 +77,57 @@ class Method:
 
 
 def learning_rate(config) -> optax.Schedule:
-  """Linear warmup over ``config.warmup_steps`` (a fraction of the budget), cosine to 10%."""
+  """Linear warmup over ``config.warmup_steps`` (a fraction of the budget), cosine to 10%.
+
+  The warmup starts at 0, or with ``config.recipe == "paper"`` at 1% of the peak: the paper's
+  trainer warms up from 5e-7 to 5e-5 and decays to 5e-6, which are these ratios at its peak.
+  """
+  start = PAPER_WARMUP_START * config.learning_rate if config.recipe == "paper" else 0.0
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate, warmup_steps=config.warmup_steps,
+      init_value=start, peak_value=config.learning_rate, warmup_steps=config.warmup_steps,
       decay_steps=max(config.num_steps, config.warmup_steps + 1),
       end_value=0.1 * config.learning_rate)
+
+
+# The paper's trainer (vpsg-research/CAME-Grad, modules/trainer.py), as ``config.recipe``
+# "paper": AdamW betas (0.9, 0.999) with weight decay 0.05 on parameters of ndim >= 2 only,
+# the warmup's start as a fraction of the peak, and the LS path's clip_grad_value_(0.1).
+PAPER_WEIGHT_DECAY = 0.05
+PAPER_WARMUP_START = 0.01
+PAPER_CLIP_VALUE = 0.1
+CLIPPED_IN_PAPER = ("ls", "ls_plain")
+"""The methods whose update the paper's recipe clips by value (its LS step); CAME-Grad's
+step is not clipped, and the paper says nothing of the others, which are left unclipped."""
+
+
+def decay_mask(params):
+  """True on the parameters weight decay applies to under the paper's recipe: ``ndim >= 2``
+  (kernels, embeddings) and not a bias; biases (also the 2-D ones of attention), norm scales and
+  other 1-D parameters get none, as in the paper's trainer (``ndim < 2`` or "bias" in the name).
+  """
+  def decayed(path, p):
+    last = path[-1] if path else None
+    name = str(getattr(last, "key", getattr(last, "name", last)))
+    return bool(jnp.ndim(p) >= 2 and "bias" not in name)
+
+  return jax.tree_util.tree_map_with_path(decayed, params)
+
+
+def base_optimizer(config, name: str) -> optax.GradientTransformation:
+  """The optimizer after the method's transformation: AdamW of ``config.recipe``.
+
+  ``"default"``: AdamW (betas 0.9, 0.999) with ``config.weight_decay`` on every parameter.
+  ``"paper"``: weight decay 0.05 on ``ndim >= 2`` parameters only (:func:`decay_mask`), and
+  for LS (:data:`CLIPPED_IN_PAPER`) the gradient clipped to [-0.1, 0.1] before AdamW.
+  """
+  if config.recipe != "paper":
+    return optax.adamw(learning_rate(config), b1=0.9, b2=0.999,
+                       weight_decay=config.weight_decay)
+  adamw = optax.adamw(learning_rate(config), b1=0.9, b2=0.999,
+                      weight_decay=PAPER_WEIGHT_DECAY, mask=decay_mask)
+  if name in CLIPPED_IN_PAPER:
+    return optax.chain(optax.clip(PAPER_CLIP_VALUE), adamw)
+  return adamw
 
 
 # Method -> the config fields of its hyperparameters (the registry's defaults for the rest).
@@ -104,7 +150,7 @@ def make_method(config, name: str | None = None) -> Method:
     ValueError: ``name`` is not in ``came_grad_jax.method_names()`` (nor ``"ls_plain"``).
   """
   name = config.method if name is None else name
-  adamw = optax.adamw(learning_rate(config), weight_decay=config.weight_decay)
+  adamw = base_optimizer(config, name)
   if name == "ls_plain":
     return Method(name, "loss", adamw)
   if name not in cg.method_names():
@@ -338,7 +384,7 @@ def load_data(config) -> tuple[dict, Any]:
   if config.data == "synthetic":
     return input_pipeline.synthetic_dataset(
         config.num_train, config.num_val, config.num_test, image_size=config.image_size,
-        max_len=config.max_len, seed=config.data_seed)
+        max_len=config.max_len, seed=config.data_seed, disjoint=config.disjoint)
   return input_pipeline.load_r2gen(
       config.ann_path, config.image_dir, dataset=config.dataset, image_size=config.image_size,
       max_len=config.max_len, min_count=config.min_count, labels_path=config.labels_path)
