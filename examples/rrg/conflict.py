@@ -280,12 +280,15 @@ def _per_seed(runs: Sequence, method: str, key: str) -> dict[str, float]:
 
 
 def run(config, workdir: str, knob: str, values: Sequence[float], *,
-        methods: Sequence[str] = ("ls", "came"), progress: bool = True) -> tuple[list, list]:
+        methods: Sequence[str] = ("ls", "came"), progress: bool = True,
+        on_value: Callable | None = None) -> tuple[list, list]:
   """Every method at every value of ``knob``, LS probed along training (full batch).
 
   Returns ``(rows, settings)``: a row per value and method (the LS runs' full-batch encoder
   cosine, the CE-F1 macro and BLEU-4 differences to LS with their 95% intervals, per-seed
   values) and per value what was measured on the LS runs (full batch and per batch).
+  ``on_value(rows, settings)`` is called after each value (``main`` writes the partial
+  ``conflict.json`` there).
   """
   methods = tuple(dict.fromkeys(("ls", *methods)))
   base = None if knob == "disjoint" else train.load_data(config)
@@ -316,12 +319,15 @@ def run(config, workdir: str, knob: str, values: Sequence[float], *,
           row[f"{key}_diff"] = ci[key]["diff"]
           row[f"{key}_low"], row[f"{key}_high"] = ci[key]["low"], ci[key]["high"]
       rows.append(row)
+    if on_value is not None:
+      on_value(rows, settings)
   return rows, settings
 
 
 def table(rows: Sequence[dict], settings: Sequence[dict]) -> str:
   """Markdown: per knob value the measured conflict, per method the differences to LS."""
   measured = {s["value"]: s for s in settings}
+  rows = sorted(rows, key=lambda r: r["value"])  # stable: methods keep their order
   lines = ["| knob | full-batch encoder cosine (LS) | negative | ‖w·g_nll‖ / ‖joint‖ | "
            "‖w·g_cls‖ / ‖joint‖ | method | seeds | CE-F1 macro | CE-F1 − LS [95% CI] | "
            "BLEU-4 | BLEU-4 − LS [95% CI] |",
@@ -373,6 +379,28 @@ def plot(rows: Sequence[dict], path: str) -> None:
   plt.close(fig)
 
 
+def footer(data: dict) -> str:
+  """What a conflict.json's table was measured on."""
+  config = data["config"]
+  steps = probe_steps(dataclasses.replace(configs.default(), num_steps=config["num_steps"]))
+  bottleneck = config["model"].get("bottleneck", 0)
+  return (f"Config `{config['name']}` (tasks {list(config['tasks'])}, weights "
+          f"{list(config['task_weights'])}), {config['num_steps']} steps of batch "
+          f"{config['batch_size']}" + (f", bottleneck {bottleneck}" if bottleneck else "")
+          + (f", disjoint {config['disjoint']:g}" if config.get("disjoint") is not None
+             and data["knob"] != "disjoint" else "")
+          + ("" if data.get("complete", True) else
+             f"; INCOMPLETE: the values {[s['value'] for s in data['settings']]} of "
+             f"{data['values']} were run")
+          + f"; seeds {data['seeds']}; full-batch encoder cosine: mean over the checkpoints "
+          f"{list(steps)} of the LS runs (and over their seeds), on the first 512 training "
+          f"studies, 'negative' the fraction of those checkpoints below 0, ‖w·g‖ / ‖joint‖ "
+          f"each weighted task gradient's norm on the encoder over that of their sum; "
+          f"differences to LS paired by seed, 95% intervals of `stats.paired_bootstrap`; wall "
+          f"time {data['wall_time']:.0f} s on {data['machine']['cpus']} CPU cores (load average "
+          f"{data['machine']['load_average']:.1f} at the end).")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   p = argparse.ArgumentParser(prog="python -m examples.rrg.conflict", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -406,27 +434,30 @@ def main(argv: Sequence[str] | None = None) -> dict:
     raise SystemExit(str(e)) from None
   os.makedirs(args.out, exist_ok=True)
   t0 = time.perf_counter()
+
+  def results(rows, settings, complete):
+    return {"knob": args.knob, "values": values, "methods": list(methods),
+            "seeds": list(seeds), "rows": rows, "settings": settings, "complete": complete,
+            "wall_time": time.perf_counter() - t0, "config": dataclasses.asdict(config),
+            "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}}
+
+  def write(out):
+    with open(os.path.join(args.out, "conflict.json"), "w", encoding="utf-8") as f:
+      json.dump(out, f, indent=1)
+
   try:
     rows, settings = run(config, args.out, args.knob, values, methods=methods,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress,
+                         on_value=lambda r, s: write(results(r, s, False)))
   except ValueError as e:
     raise SystemExit(str(e)) from None
-  wall = time.perf_counter() - t0
+  out = results(rows, settings, True)
   md = table(rows, settings)
-  footer = (f"config `{config.name}` (tasks {list(config.tasks)}, weights "
-            f"{list(config.task_weights)}), {config.num_steps} steps of batch "
-            f"{config.batch_size}, seeds {list(seeds)}; full-batch cosine: mean over the "
-            f"checkpoints {probe_steps(config)} of the LS runs, on the first 512 training "
-            f"studies; wall time {wall:.0f} s ({os.cpu_count()} CPU cores).")
-  print("\n" + md + "\n\n" + footer, flush=True)
+  print("\n" + md + "\n\n" + footer(out), flush=True)
   plot(rows, os.path.join(args.out, "conflict.png"))
   with open(os.path.join(args.out, "conflict.md"), "w", encoding="utf-8") as f:
-    f.write(f"{md}\n\n{footer}\n\n![conflict](conflict.png)\n")
-  out = {"knob": args.knob, "values": values, "methods": list(methods), "seeds": list(seeds),
-         "rows": rows, "settings": settings, "wall_time": wall,
-         "config": dataclasses.asdict(config)}
-  with open(os.path.join(args.out, "conflict.json"), "w", encoding="utf-8") as f:
-    json.dump(out, f, indent=1)
+    f.write(f"{md}\n\n{footer(out)}\n\n![conflict](conflict.png)\n")
+  write(out)
   return out
 
 

@@ -285,6 +285,29 @@ def render(data: dict, *, compared: str = "came") -> str:
         cells.append(f"{by[(m, s)]:.3f} ({by[(m, s)] - by[(REFERENCE, s)]:+.3f})")
     lines.append(_row([m, *cells]))
 
+  # Probed runs (main --probe): the cls task against its label prior, the classifier's AUROC.
+  probed = [r for r in runs if r.get("probes")]
+  if probed:
+    last = probed[0]["probes"][-1][1]
+    frequent = [k for k in last["auroc"] if k != "mean"]
+    lines += ["", f"Probed runs at step {probed[0]['probes'][-1][0]}, on the first "
+              f"{last['num_studies']} training studies (full batch): the cls loss against the "
+              "cls loss of the label frequencies (the prior), and the classifier's test AUROC "
+              "(positive or uncertain) on the frequent observations; the full-batch cosine of "
+              "the nll and cls gradients on the encoder, mean over the checkpoints "
+              f"{[step for step, _ in probed[0]['probes']]}:", "",
+              _row(["run", "cls loss", "prior", "below prior", *(f"AUROC {k}" for k in frequent),
+                    "AUROC mean", "encoder cosine"]),
+              "|---|" + "---:|" * (5 + len(frequent))]
+    for r in probed:
+      p = r["probes"][-1][1]
+      cls, prior = p["losses"]["cls"], p["losses"]["cls_prior"]
+      cosine = np.mean([q["encoder"]["cosine"] for _, q in r["probes"]])
+      lines.append(_row([f"{r['method']} seed {r['seed']}", f"{cls:.3f}", f"{prior:.3f}",
+                         f"{100 * (1 - cls / prior):.0f}%",
+                         *(f"{p['auroc'][k]:.3f}" for k in frequent),
+                         f"{p['auroc']['mean']:.3f}", f"{cosine:+.3f}"]))
+
   # Paired intervals of the compared method minus LS, every interval metric.
   if compared in cis:
     lines += ["", f"**{compared} minus {REFERENCE}**, paired 95% bootstrap interval "
