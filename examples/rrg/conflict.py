@@ -1,34 +1,39 @@
-r"""Controlled-conflict study: CAME-Grad minus LS against measured task conflict.
+r"""Controlled-conflict study: each method's difference to LS against measured task conflict.
 
-Two knobs, each changing how much the tasks compete for the shared image encoder (the one part
-of the model every task's gradient reaches; the decoder belongs to ``nll``, the classifier head
-to ``cls``):
+The knobs change how much the ``nll`` and ``cls`` tasks compete for the shared image encoder
+(the one part of the model both gradients reach):
 
-* ``mismatch`` (default): a fraction ``p`` of the training studies get the classification
-  targets of another, randomly drawn training study, so the classifier must find in the image
-  findings that the image and its report do not show (val and test keep their own labels). At
-  ``p = 0`` the two tasks want the same features; as ``p`` grows the ``cls`` gradient asks the
-  encoder for something the report's gradient does not.
-* ``width``: the capacity of the encoder, CNN widths ``(w, 2w, 4w)`` (``w = 16`` the default
-  model); a narrower encoder leaves fewer features for the two tasks to share.
+* ``disjoint`` (the dial, default): every image also shows an independent second set of
+  findings, drawn by the same code in the same places with opposite brightness and never
+  reported (``synthetic.generate(..., independent=True)``); a share ``s`` of the 14
+  classification targets is moved to that set (``input_pipeline.synthetic_dataset``). At 0
+  the classifier wants what the report states, at 1 only what it never mentions.
+* ``bottleneck``: every image token passes through a unit-norm representation of width ``b``
+  that the decoder and the classifier share (``ModelConfig.bottleneck``; 0: none).
+* ``mismatch``: a share of the training studies get another study's cls targets (zero-mean
+  label noise: the negative control, it lowers CE-F1 and moves no measured conflict).
+* ``width``: the encoder's widths ``(w, 2w, 4w)``.
 
-What a knob does is *measured*, not assumed, with the diagnostics of the LS runs (where the
-update is the joint gradient, so nothing else moves the trajectory), after warmup:
+What a knob does is *measured* on the LS runs (their update is the joint gradient): at 6
+checkpoints along training (:func:`probe_steps`) the full-batch gradients of the two tasks on
+the first 512 training studies (the same batch every time) give the cosine on the encoder's
+parameters, each weighted task gradient's norm over the joint one, and the classifier's test
+AUROC (:func:`full_batch_probe`); the per-batch diagnostics of every step are kept beside them
+(``ls_per_batch``). Near a stationary point of LS the two full-batch gradients cancel when the
+tasks trade off (cosine towards -1, each norm large against the joint) and both vanish when they
+are both fitted: read the cosine with the norms.
 
-* the cosine of the task gradients on the shared encoder (``encoder_cosine``) and the fraction
-  of steps where it is negative: conflict where the tasks actually share parameters;
-* the cosine over all parameters (the method's ``cosine`` diagnostic), which the task-specific
-  parameters pull towards 0;
-* the diffusion decay ``||g_joint|| / sum_k ||h_k||`` (1: no cancellation);
+  python -m examples.rrg.conflict --knob disjoint --values 0,0.5,1 \
+      --methods ls,ls_tuned,came,cagrad,mgda,pcgrad,nash_mtl,fairgrad --seeds 0,1,2,3,4 \
+      --out runs/rrg_conflict_disjoint
+  python -m examples.rrg.conflict --knob bottleneck --values 0,16,4 --disjoint 1 --out DIR
+  python -m examples.rrg.conflict --knob mismatch --values 0,1 --methods came --out DIR
 
-and for the CAME-Grad runs the mean drift of the update from the joint gradient. For every knob
-value the study runs LS and CAME-Grad for the seeds and reports CAME-Grad minus LS with the
-paired 95% bootstrap interval, as a table (``conflict.md``, ``conflict.json``) and a figure
-(``conflict.png``: the difference against the measured encoder cosine).
-
-  python -m examples.rrg.conflict                                   # mismatch 0, 0.25, 0.5, 1
-  python -m examples.rrg.conflict --knob width --values 1,2,4,16
-  python -m examples.rrg.conflict --values 0,1 --seeds 0,1 --steps 100
+Writes under ``--out``: ``conflict.json`` (``rows``: per knob value and method the LS runs'
+``full_batch_encoder_cosine``, CE-F1 macro and BLEU-4 with their differences to LS and paired
+95% intervals and the per-seed values; ``settings``: everything measured per value; rewritten
+after every value), ``conflict.md`` and ``conflict.png`` (difference to LS against the measured
+cosine, one line per method).
 """
 
 from __future__ import annotations
@@ -394,7 +399,7 @@ def footer(data: dict) -> str:
              f"{data['values']} were run")
           + f"; seeds {data['seeds']}; full-batch encoder cosine: mean over the checkpoints "
           f"{list(steps)} of the LS runs (and over their seeds), on the first 512 training "
-          f"studies, 'negative' the fraction of those checkpoints below 0, ‖w·g‖ / ‖joint‖ "
+          f"studies (all of them if fewer), 'negative' the fraction of those checkpoints below 0, ‖w·g‖ / ‖joint‖ "
           f"each weighted task gradient's norm on the encoder over that of their sum; "
           f"differences to LS paired by seed, 95% intervals of `stats.paired_bootstrap`; wall "
           f"time {data['wall_time']:.0f} s on {data['machine']['cpus']} CPU cores (load average "
