@@ -123,7 +123,8 @@ def results_markdown(path: str, *, headline: bool = False) -> str:
   if "rows" in data:
     if headline:
       return headline_conflict(data)
-    return conflict.table(data["rows"], data["settings"]) + "\n\n" + conflict.footer(data)
+    return (conflict.table(data["rows"], data["settings"]) + "\n\n"
+            + conflict.settings_table(data["settings"]) + "\n\n" + conflict.footer(data))
   return headline_main(data) if headline else sweep.render(data)
 
 

@@ -355,6 +355,24 @@ def table(rows: Sequence[dict], settings: Sequence[dict]) -> str:
   return "\n".join(lines)
 
 
+def settings_table(settings: Sequence[dict]) -> str:
+  """Markdown: per knob value what the LS runs measured (full batch at the last checkpoint,
+  per seed, and per batch along training)."""
+  lines = ["| knob | full-batch encoder cosine per seed (LS) | diffusion decay (full batch) | "
+           "cls loss at the end | its prior | test AUROC, frequent observations | "
+           "per-batch encoder cosine | steps with it < 0 |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for s in sorted(settings, key=lambda s: s["value"]):
+    m, b = s["ls_full_batch"], s["ls_per_batch"]
+    seeds = ", ".join(f"{c:+.3f}" for c in m["full_batch_encoder_cosine_per_run"])
+    lines.append(
+        f"| {s['knob']} {s['value']:g} | {seeds} | {m['full_batch_diffusion_decay']:.3f} | "
+        f"{m['final_losses']['cls']:.3f} | {m['final_losses']['cls_prior']:.3f} | "
+        f"{m['final_auroc']['mean']:.3f} | {b.get('encoder_cosine', np.nan):+.3f} | "
+        f"{100 * b.get('encoder_negative_fraction', np.nan):.0f}% |")
+  return "\n".join(lines)
+
+
 def plot(rows: Sequence[dict], path: str) -> None:
   """Each method's difference to LS (CE-F1, BLEU-4) against the measured full-batch encoder
   cosine of the LS runs, one line per method, with the 95% intervals."""
