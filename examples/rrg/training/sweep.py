@@ -230,6 +230,7 @@ def results(sweep: Sweep) -> dict:
                 "val_curve": r.val_curve, "train_time": r.train_time,
                 "compile_time": r.compile_time, "step_time": r.step_time,
                 "eval_time": r.eval_time, "num_params": r.num_params,
+                "resumed_from": r.resumed_from,
                 **({"probes": r.probes} if r.probes else {})} for r in runs],
       "wall_time": sweep.wall_time,
   }
@@ -364,12 +365,15 @@ def _footer(data: dict, n_seeds: int) -> str:
   seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''} ({', '.join(map(str, config['seeds']))})"
   recipe = "" if config.get("recipe", "default") == "default" else (
       f", recipe `{config['recipe']}`")
+  resumed = ", ".join(f"{r['method']} seed {r['seed']} from step {r['resumed_from']}"
+                      for r in data["runs"] if r.get("resumed_from"))
   return (f"{seeds}, {spread}; config "
           f"`{config['name']}`: tasks {list(config['tasks'])}, weights "
           f"{list(config['task_weights'])}, {config['num_steps']} steps of batch "
           f"{config['batch_size']}{recipe}, model selected on val CE-F1 every "
           f"{config['eval_every']} steps, {data['runs'][0]['num_params']:,} parameters; "
           f"{data['num_test_studies']} test studies; sweep wall time {data['wall_time']:.0f} s."
+          + (f" Resumed from checkpoints: {resumed}." if resumed else "")
           + _labeler_note(config))
 
 

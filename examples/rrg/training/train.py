@@ -375,6 +375,8 @@ class RunResult:
   """``per_study.StudyOutputs`` on the test split."""
   probes: list = dataclasses.field(default_factory=list)
   """``[(step, measurements), ...]`` of the run's probe (see :func:`train_and_evaluate`)."""
+  resumed_from: int | None = None
+  """The step of the checkpoint the run resumed from (None: trained from the start)."""
 
 
 def load_data(config) -> tuple[dict, Any]:
@@ -649,6 +651,7 @@ def write_run_files(result: RunResult, config, test, tokenizer, run_dir: str) ->
                "val_curve": result.val_curve, "selected_step": result.selected_step,
                "train_time": result.train_time, "compile_time": result.compile_time,
                "step_time": result.step_time, "eval_time": result.eval_time,
+               "resumed_from": result.resumed_from,
                **({"probes": result.probes} if result.probes else {})}, f, indent=1)
 
 
@@ -694,6 +697,9 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   state = create_train_state(config, method, data)
   done, ckpt = restore_or_start(config, state, method, data, run_dir)
   start = done.start
+  if start:
+    print(f"{config.run_name()}: resumed from its checkpoint at step {start} "
+          f"({os.path.join(run_dir, 'checkpoints')})", flush=True)
   train_loop(config, state, done, data, ckpt, show_progress=progress, probe=probe,
              probe_steps=set(probe_steps))
   results, hyps, outputs = evaluate_selected(config, state, done, data)
@@ -708,7 +714,7 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
       train_time=done.train_time, compile_time=done.compile_time,
       step_time=done.train_time / trained, eval_time=done.eval_time,
       num_params=models.count_params(state.model), hypotheses=hyps, outputs=outputs,
-      probes=done.probes)
+      probes=done.probes, resumed_from=start or None)
   splits, tokenizer = data
   write_run_files(result, config, splits["test"], tokenizer, run_dir)
   return result
