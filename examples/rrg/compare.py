@@ -13,7 +13,15 @@ time. The backbone x method table of ``examples/rrg/README.md`` is
 ``--per-run`` instead reads every run's ``<method>_seed<seed>/metrics.json`` under the folders
 (for instance several partial sweeps of the same config) and prints one row per method: the
 test metrics as mean ± sample std over seeds and the seed-paired CE-F1 difference to LS (its
-mean and range over seeds; the study-level bootstrap needs the sweep's ``sweep.pkl``).
+mean and range over seeds; the study-level bootstrap needs the sweep's per-study outputs).
+
+``--results FILE`` prints the tables of one committed result file: a ``results.json`` of
+``main`` (every table of ``sweep.render``) or a ``conflict.json`` of ``conflict`` (its table).
+The tables in ``examples/rrg/README.md`` and the top ``README.md`` are these outputs, each
+under the command that prints it, and ``tests/rrg/test_readme_results.py`` checks that they
+still are:
+
+  python -m examples.rrg.compare --results examples/rrg/results/default/results.json
 """
 
 from __future__ import annotations
@@ -102,13 +110,84 @@ def per_run_table(folders: Sequence[str], baseline: str = "ls") -> str:
   return "\n".join(lines)
 
 
+def results_markdown(path: str, *, headline: bool = False) -> str:
+  """The tables of a committed result file (see the module docstring); ``headline``: the
+  short table of the top README (:func:`headline_main`, :func:`headline_conflict`)."""
+  from examples.rrg import conflict  # pylint: disable=import-outside-toplevel
+  from examples.rrg.training import sweep  # pylint: disable=import-outside-toplevel
+
+  if not os.path.exists(path):
+    raise SystemExit(f"{path} does not exist")
+  with open(path, encoding="utf-8") as f:
+    data = json.load(f)
+  if "rows" in data:
+    if headline:
+      return headline_conflict(data)
+    return (conflict.table(data["rows"], data["settings"]) + "\n\n"
+            + conflict.settings_table(data["settings"]) + "\n\n" + conflict.footer(data))
+  return headline_main(data) if headline else sweep.render(data)
+
+
+HEADLINE = (("ce_f1", "CE-F1 macro (14 obs., pos+unc)"),
+            ("ce_example_f1", "CE-F1 example-based (PromptMRG)"),
+            ("ce5_micro_f1", "CE-F1 micro, 5 obs."), ("BLEU_4", "BLEU-4"), ("CIDEr", "CIDEr"))
+
+
+def headline_main(data: dict, compared: str = "came", baseline: str = "ls") -> str:
+  """Metric | LS | compared | difference [95% CI] | per-seed differences, from results.json."""
+  summary, cis = data["summary"], data["intervals"][compared]
+  seeds = data["config"]["seeds"]
+  by = {(r["method"], r["seed"]): r["metrics"] for r in data["runs"]}
+  lines = [f"| metric | LS | {compared} | {compared} − LS [95% CI] | per seed ("
+           f"{len(seeds)} seeds) |", "|---|---:|---:|---:|---|"]
+  for key, title in HEADLINE:
+    ci = cis[key]
+    per_seed = ", ".join(f"{by[(compared, s)][key] - by[(baseline, s)][key]:+.3f}"
+                         for s in seeds if (compared, s) in by and (baseline, s) in by)
+    lines.append(f"| {title} | {_cell(summary[baseline][key])} | "
+                 f"{_cell(summary[compared][key])} | {ci['diff']:+.3f} "
+                 f"{stats.format_interval(ci['low'], ci['high'])} | {per_seed} |")
+  return "\n".join(lines)
+
+
+def headline_conflict(data: dict) -> str:
+  """Every method's CE-F1 difference to LS at the lowest and the highest measured conflict."""
+  by_value = {s["value"]: s["ls_full_batch"]["full_batch_encoder_cosine"]
+              for s in data["settings"]}
+  ends = sorted({max(by_value, key=by_value.get), min(by_value, key=by_value.get)})
+  lines = ["| dial | full-batch encoder cosine (LS) | method | seeds | CE-F1 − LS [95% CI] | "
+           "per seed |", "|---|---:|---|---:|---:|---|"]
+  for value in ends:
+    ls = next(r for r in data["rows"] if r["value"] == value and r["method"] == "ls")
+    for r in data["rows"]:
+      if r["value"] != value or r["method"] == "ls":
+        continue
+      per_seed = ", ".join(f"{v - ls['per_seed']['ce_f1'][s]:+.3f}"
+                           for s, v in r["per_seed"]["ce_f1"].items()
+                           if s in ls["per_seed"]["ce_f1"])
+      lines.append(f"| {data['knob']} {value:g} | {by_value[value]:+.3f} | {r['method']} | "
+                   f"{r['seeds']} | {r['ce_f1_diff']:+.3f} "
+                   f"{stats.format_interval(r['ce_f1_low'], r['ce_f1_high'])} | {per_seed} |")
+  return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> str:
   p = argparse.ArgumentParser(prog="python -m examples.rrg.compare", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("jobs", nargs="+", help="output folders of finished jobs (--out)")
+  p.add_argument("jobs", nargs="*", help="output folders of finished jobs (--out)")
+  p.add_argument("--results", metavar="FILE", help="print the tables of one results.json or "
+                 "conflict.json")
+  p.add_argument("--headline", action="store_true", help="with --results: the short table "
+                 "of the top README")
   p.add_argument("--per-run", action="store_true",
                  help="one row per method from the runs' metrics.json files")
   args = p.parse_args(argv)
+  if args.results:
+    md = results_markdown(args.results, headline=args.headline)
+    print(md)
+    return md
+  if not args.jobs:
+    raise SystemExit("name the jobs' folders, or --results FILE")
   if args.per_run:
     try:
       md = per_run_table(args.jobs)

@@ -1,34 +1,39 @@
-r"""Controlled-conflict study: CAME-Grad minus LS against measured task conflict.
+r"""Controlled-conflict study: each method's difference to LS against measured task conflict.
 
-Two knobs, each changing how much the tasks compete for the shared image encoder (the one part
-of the model every task's gradient reaches; the decoder belongs to ``nll``, the classifier head
-to ``cls``):
+The knobs change how much the ``nll`` and ``cls`` tasks compete for the shared image encoder
+(the one part of the model both gradients reach):
 
-* ``mismatch`` (default): a fraction ``p`` of the training studies get the classification
-  targets of another, randomly drawn training study, so the classifier must find in the image
-  findings that the image and its report do not show (val and test keep their own labels). At
-  ``p = 0`` the two tasks want the same features; as ``p`` grows the ``cls`` gradient asks the
-  encoder for something the report's gradient does not.
-* ``width``: the capacity of the encoder, CNN widths ``(w, 2w, 4w)`` (``w = 16`` the default
-  model); a narrower encoder leaves fewer features for the two tasks to share.
+* ``disjoint`` (the dial, default): every image also shows an independent second set of
+  findings, drawn by the same code in the same places with opposite brightness and never
+  reported (``synthetic.generate(..., independent=True)``); a share ``s`` of the 14
+  classification targets is moved to that set (``input_pipeline.synthetic_dataset``). At 0
+  the classifier wants what the report states, at 1 only what it never mentions.
+* ``bottleneck``: every image token passes through a unit-norm representation of width ``b``
+  that the decoder and the classifier share (``ModelConfig.bottleneck``; 0: none).
+* ``mismatch``: a share of the training studies get another study's cls targets (zero-mean
+  label noise: the negative control, it lowers CE-F1 and moves no measured conflict).
+* ``width``: the encoder's widths ``(w, 2w, 4w)``.
 
-What a knob does is *measured*, not assumed, with the diagnostics of the LS runs (where the
-update is the joint gradient, so nothing else moves the trajectory), after warmup:
+What a knob does is *measured* on the LS runs (their update is the joint gradient): at 6
+checkpoints along training (:func:`probe_steps`) the full-batch gradients of the two tasks on
+the first 512 training studies (the same batch every time) give the cosine on the encoder's
+parameters, each weighted task gradient's norm over the joint one, and the classifier's test
+AUROC (:func:`full_batch_probe`); the per-batch diagnostics of every step are kept beside them
+(``ls_per_batch``). Near a stationary point of LS the two full-batch gradients cancel when the
+tasks trade off (cosine towards -1, each norm large against the joint) and both vanish when they
+are both fitted: read the cosine with the norms.
 
-* the cosine of the task gradients on the shared encoder (``encoder_cosine``) and the fraction
-  of steps where it is negative: conflict where the tasks actually share parameters;
-* the cosine over all parameters (the method's ``cosine`` diagnostic), which the task-specific
-  parameters pull towards 0;
-* the diffusion decay ``||g_joint|| / sum_k ||h_k||`` (1: no cancellation);
+  python -m examples.rrg.conflict --knob disjoint --values 0,0.5,1 \
+      --methods ls,ls_tuned,came,cagrad,mgda,pcgrad,nash_mtl,fairgrad --seeds 0,1,2,3,4 \
+      --out runs/rrg_conflict_disjoint
+  python -m examples.rrg.conflict --knob bottleneck --values 0,16,4 --disjoint 1 --out DIR
+  python -m examples.rrg.conflict --knob mismatch --values 0,1 --methods came --out DIR
 
-and for the CAME-Grad runs the mean drift of the update from the joint gradient. For every knob
-value the study runs LS and CAME-Grad for the seeds and reports CAME-Grad minus LS with the
-paired 95% bootstrap interval, as a table (``conflict.md``, ``conflict.json``) and a figure
-(``conflict.png``: the difference against the measured encoder cosine).
-
-  python -m examples.rrg.conflict                                   # mismatch 0, 0.25, 0.5, 1
-  python -m examples.rrg.conflict --knob width --values 1,2,4,16
-  python -m examples.rrg.conflict --values 0,1 --seeds 0,1 --steps 100
+Writes under ``--out``: ``conflict.json`` (``rows``: per knob value and method the LS runs'
+``full_batch_encoder_cosine``, CE-F1 macro and BLEU-4 with their differences to LS and paired
+95% intervals and the per-seed values; ``settings``: everything measured per value; rewritten
+after every value), ``conflict.md`` and ``conflict.png`` (difference to LS against the measured
+cosine, one line per method).
 """
 
 from __future__ import annotations
@@ -38,14 +43,20 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+import came_grad_jax as cg
 from examples.rrg import configs
 from examples.rrg.evaluation import stats
+from examples.rrg.evaluation.labeler import OBSERVATIONS, POSITIVE, UNCERTAIN
 from examples.rrg.training import sweep, train
+from examples.rrg.training.tasks import task_loss_terms
 
 
 def encoder_channels(width: int, stages: int = 4) -> tuple[int, ...]:
@@ -105,12 +116,158 @@ def measured_conflict(runs: Sequence, tasks: Sequence[str], warmup_steps: int) -
   return out
 
 
-KNOBS = {"mismatch": (0.0, 0.25, 0.5, 1.0), "width": (1, 2, 4, 16)}
+# ------------------------------------------------------------------------------------------------
+# Full-batch measurements along training (a probe of ``train.train_and_evaluate``)
+# ------------------------------------------------------------------------------------------------
+FREQUENT = ("Cardiomegaly", "Support Devices", "Pleural Effusion", "Lung Opacity")
+"""The observations of the classifier's AUROC: the four most frequent drawn findings."""
+
+
+@nnx.jit(static_argnames=("tasks", "temperature"))
+def _full_batch_grams(model, batch, tasks, temperature):
+  """Task losses on ``batch`` and the Gram matrices of the task gradients (encoder, all)."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def losses_of(params):
+    return task_loss_terms(nnx.merge(graphdef, params, rest), batch, tasks,
+                           temperature=temperature)
+
+  losses, grads = cg.value_and_task_grads(losses_of, vectorize=False)(params)
+  return jnp.stack(losses), cg.gram(grads["encoder"]), cg.gram(grads)
+
+
+@nnx.jit
+def _presence_scores(model, images):
+  """P(positive or uncertain) of every observation, ``(B, 14)``, from the classifier."""
+  _, pooled = model.encode_images(images)
+  p = jax.nn.softmax(model.classify(pooled), axis=-1)
+  return p[..., POSITIVE] + p[..., UNCERTAIN]
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+  """Area under the ROC curve (ties count one half); NaN without both classes."""
+  scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+  n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+  if not n_pos or not n_neg:
+    return float("nan")
+  _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+  ends = np.cumsum(counts)
+  ranks = (ends - (counts - 1) / 2.0)[inverse]  # average rank of each tie group (1-based)
+  return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def prior_loss(labels: np.ndarray, num_classes: int = 4) -> float:
+  """The cls loss of predicting each observation's label frequencies in ``labels`` (N, 14)."""
+  total = 0.0
+  for j in range(labels.shape[1]):
+    freq = np.bincount(labels[:, j], minlength=num_classes) / len(labels)
+    total += -float(np.sum(freq[freq > 0] * np.log(freq[freq > 0])))
+  return total / labels.shape[1]
+
+
+def _gram_summary(gram: np.ndarray, weights: np.ndarray) -> dict:
+  """Cosine of tasks 0 and 1, each weighted gradient's norm over the joint one, the decay."""
+  weighted = gram * np.outer(weights, weights)
+  norms = np.sqrt(np.maximum(np.diag(weighted), 0.0))
+  joint = float(np.sqrt(max(weighted.sum(), 0.0)))
+  denominator = np.sqrt(gram[0, 0] * gram[1, 1]) if len(gram) > 1 else 0.0
+  return {"cosine": float(gram[0, 1] / denominator) if denominator > 0 else 0.0,
+          "norm_over_joint": [float(n / joint) if joint > 0 else float("nan") for n in norms],
+          "diffusion_decay": joint / float(norms.sum()) if norms.sum() > 0 else float("nan")}
+
+
+def full_batch_probe(config, splits: dict, *, size: int = 512) -> Callable:
+  """``probe(step, model) -> dict`` measuring, on the first ``size`` training studies (the
+  same batch at every call):
+
+  * ``losses``: each task's loss (``cls_prior``: the cls loss of the label frequencies);
+  * ``encoder``: the cosine of the ``nll`` and ``cls`` gradients w.r.t. the shared image
+    encoder, each weighted task gradient's norm over the joint (weighted-sum) one, and the
+    diffusion decay ``||sum_k w_k g_k|| / sum_k ||w_k g_k||`` on the encoder; ``all``: the
+    same over every parameter;
+  * ``auroc``: the classifier's test AUROC (presence = positive or uncertain, of its own
+    targets) on each of :data:`FREQUENT` and their mean.
+  """
+  train_split, test = splits["train"], splits["test"]
+  n = min(size, len(train_split))
+  batch = {"images": jnp.asarray(train_split.images[:n]),
+           "tokens": jnp.asarray(train_split.tokens[:n]),
+           "labels": jnp.asarray(train_split.labels[:n])}
+  weights = np.asarray(config.task_weights, np.float64)
+  tasks = tuple(config.tasks)
+  prior = prior_loss(np.asarray(train_split.labels[:n]))
+  test_images = jnp.asarray(test.images)
+  present = np.isin(np.asarray(test.labels), (POSITIVE, UNCERTAIN))
+
+  def probe(step: int, model) -> dict:
+    del step
+    losses, enc, full = jax.device_get(_full_batch_grams(model, batch, tasks,
+                                                         config.temperature))
+    scores = np.asarray(_presence_scores(model, test_images))
+    aurocs = {name: auroc(scores[:, OBSERVATIONS.index(name)],
+                          present[:, OBSERVATIONS.index(name)]) for name in FREQUENT}
+    return {"num_studies": n,
+            "losses": {**{t: float(v) for t, v in zip(tasks, losses)}, "cls_prior": prior},
+            "encoder": _gram_summary(np.asarray(enc, np.float64), weights),
+            "all": _gram_summary(np.asarray(full, np.float64), weights),
+            "auroc": {**aurocs, "mean": float(np.nanmean(list(aurocs.values())))}}
+
+  return probe
+
+
+def probe_steps(config, count: int = 6) -> tuple[int, ...]:
+  """``count`` evenly spaced steps ending at the last: where the probe measures."""
+  return tuple(sorted({max(1, round(config.num_steps * (i + 1) / count))
+                       for i in range(count)}))
+
+
+def summarize_probes(runs: Sequence) -> dict:
+  """Full-batch encoder cosine over the runs' probes: the mean over checkpoints and runs, the
+  fraction negative, each task's norm over the joint, and the last checkpoint's losses and AUROC.
+  """
+  probes = [p for r in runs for _, p in r.probes]
+  if not probes:
+    return {}
+  cos = np.array([p["encoder"]["cosine"] for p in probes])
+  last = [r.probes[-1][1] for r in runs if r.probes]
+  ratios = np.array([p["encoder"]["norm_over_joint"] for p in probes])
+  return {
+      "full_batch_encoder_cosine": float(cos.mean()),
+      "full_batch_encoder_cosine_negative_fraction": float((cos < 0).mean()),
+      "full_batch_encoder_cosine_per_run": [float(np.mean([p["encoder"]["cosine"]
+                                                           for _, p in r.probes]))
+                                            for r in runs],
+      "full_batch_norm_over_joint": ratios.mean(0).tolist(),
+      "full_batch_diffusion_decay": float(np.mean([p["encoder"]["diffusion_decay"]
+                                                   for p in probes])),
+      "final_losses": {k: float(np.mean([p["losses"][k] for p in last]))
+                       for k in last[0]["losses"]},
+      "final_auroc": {k: float(np.mean([p["auroc"][k] for p in last]))
+                      for k in last[0]["auroc"]},
+      "checkpoints": [s for s, _ in runs[0].probes],
+  }
+
+
+KNOBS = {"disjoint": (0.0, 0.5, 1.0), "bottleneck": (0, 16, 4), "mismatch": (0.0, 0.5, 1.0),
+         "width": (1, 2, 4, 16)}
 """Knob name -> its default values."""
 
+METHODS = ("ls", "ls_tuned", "came", "cagrad", "mgda", "pcgrad", "nash_mtl", "fairgrad")
+"""The study's methods (``--methods`` default)."""
 
-def setting(config, data: tuple[dict, Any], knob: str, value: float) -> tuple[Any, tuple]:
-  """``(config, data)`` of one knob value."""
+
+def setting(config, data: tuple[dict, Any] | None, knob: str, value: float) -> tuple[Any, tuple]:
+  """``(config, data)`` of one knob value (``data``: the base config's, for the knobs that
+  only change labels or the model; the dial regenerates the data)."""
+  if knob == "disjoint":
+    cfg = dataclasses.replace(config, name=f"{config.name}-disjoint{value:g}",
+                              disjoint=float(value))
+    return cfg, train.load_data(cfg)
+  data = train.load_data(config) if data is None else data
+  if knob == "bottleneck":
+    return (dataclasses.replace(config, name=f"{config.name}-bottleneck{int(value)}",
+                                model=dataclasses.replace(config.model,
+                                                          bottleneck=int(value))), data)
   if knob == "width":
     channels = encoder_channels(int(value), len(config.model.channels))
     return (dataclasses.replace(config, name=f"{config.name}-width{int(value)}",
@@ -123,96 +280,161 @@ def setting(config, data: tuple[dict, Any], knob: str, value: float) -> tuple[An
   raise ValueError(f"knob must be one of {tuple(KNOBS)}, got {knob!r}")
 
 
+def _per_seed(runs: Sequence, method: str, key: str) -> dict[str, float]:
+  return {str(r.seed): float(r.metrics[key]) for r in runs if r.method == method}
+
+
 def run(config, workdir: str, knob: str, values: Sequence[float], *,
-        progress: bool = True) -> list[dict]:
-  """LS and CAME-Grad at every value of ``knob``; one row of measurements per value."""
-  base = train.load_data(config)
-  rows = []
+        methods: Sequence[str] = ("ls", "came"), progress: bool = True,
+        on_value: Callable | None = None) -> tuple[list, list]:
+  """Every method at every value of ``knob``, LS probed along training (full batch).
+
+  Returns ``(rows, settings)``: a row per value and method (the LS runs' full-batch encoder
+  cosine, the CE-F1 macro and BLEU-4 differences to LS with their 95% intervals, per-seed
+  values) and per value what was measured on the LS runs (full batch and per batch).
+  ``on_value(rows, settings)`` is called after each value (``main`` writes the partial
+  ``conflict.json`` there).
+  """
+  methods = tuple(dict.fromkeys(("ls", *methods)))
+  base = None if knob == "disjoint" else train.load_data(config)
+  rows, settings = [], []
   for value in values:
-    cfg, data = setting(dataclasses.replace(config, methods=("ls", "came")), base, knob, value)
+    cfg, data = setting(dataclasses.replace(config, methods=methods), base, knob, value)
     t0 = time.perf_counter()
     result = sweep.run(cfg, os.path.join(workdir, f"{knob}_{value:g}"), data=data,
-                       progress=progress)
-    ci = sweep.intervals(result.runs, "came", num_samples=config.bootstrap_samples)
+                       progress=progress, probe=full_batch_probe(cfg, data[0]),
+                       probe_steps=probe_steps(cfg))
     ls = [r for r in result.runs if r.method == "ls"]
-    came = [r for r in result.runs if r.method == "came"]
-    rows.append({
-        "knob": knob, "value": value, "channels": list(cfg.model.channels),
-        "num_params": ls[0].num_params,
-        "ls": measured_conflict(ls, cfg.tasks, cfg.warmup_steps),
-        "came": measured_conflict(came, cfg.tasks, cfg.warmup_steps),
-        "ce_f1": {m: stats.mean_std([r.metrics["ce_f1"] for r in rs])
-                  for m, rs in (("ls", ls), ("came", came))},
-        "intervals": ci, "wall_time": time.perf_counter() - t0})
-  return rows
+    measured = summarize_probes(ls)
+    per_batch = measured_conflict(ls, cfg.tasks, cfg.warmup_steps)
+    settings.append({"knob": knob, "value": value, "num_params": ls[0].num_params,
+                     "ls_full_batch": measured, "ls_per_batch": per_batch,
+                     "ls_tuned": result.tuning, "wall_time": time.perf_counter() - t0})
+    for method in methods:
+      of_method = [r for r in result.runs if r.method == method]
+      row = {"knob": knob, "value": value, "method": method, "seeds": len(of_method),
+             "full_batch_encoder_cosine": measured.get("full_batch_encoder_cosine"),
+             "ce_f1": stats.mean_std([r.metrics["ce_f1"] for r in of_method])[0],
+             "BLEU_4": stats.mean_std([r.metrics["BLEU_4"] for r in of_method])[0],
+             "per_seed": {"ce_f1": _per_seed(result.runs, method, "ce_f1"),
+                          "BLEU_4": _per_seed(result.runs, method, "BLEU_4")}}
+      if method != "ls":
+        ci = sweep.intervals(result.runs, method, num_samples=config.bootstrap_samples)
+        for key in ("ce_f1", "BLEU_4"):
+          row[f"{key}_diff"] = ci[key]["diff"]
+          row[f"{key}_low"], row[f"{key}_high"] = ci[key]["low"], ci[key]["high"]
+      rows.append(row)
+    if on_value is not None:
+      on_value(rows, settings)
+  return rows, settings
 
 
-def _knob_cell(row: dict) -> str:
-  if row["knob"] == "width":
-    return f"width {tuple(row['channels'])}"
-  return f"mismatch {row['value']:g}"
-
-
-def table(rows: Sequence[dict]) -> str:
-  """Markdown: the knob, the measured conflict, CAME-Grad minus LS with its interval."""
-  lines = ["| knob | params | encoder cosine (LS) | steps with encoder cosine < 0 (LS) | "
-           "cosine, all parameters (LS) | diffusion decay (LS) | drift (CAME, deg) | "
-           "CE-F1 LS | CE-F1 CAME | CE-F1 CAME − LS [95% CI] | BLEU-4 CAME − LS [95% CI] |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def table(rows: Sequence[dict], settings: Sequence[dict]) -> str:
+  """Markdown: per knob value the measured conflict, per method the differences to LS."""
+  measured = {s["value"]: s for s in settings}
+  rows = sorted(rows, key=lambda r: r["value"])  # stable: methods keep their order
+  lines = ["| knob | full-batch encoder cosine (LS) | negative | ‖w·g_nll‖ / ‖joint‖ | "
+           "‖w·g_cls‖ / ‖joint‖ | method | seeds | CE-F1 macro | CE-F1 − LS [95% CI] | "
+           "BLEU-4 | BLEU-4 − LS [95% CI] |",
+           "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
   for row in rows:
-    ls, came, ci = row["ls"], row["came"], row["intervals"]
+    m = measured[row["value"]]["ls_full_batch"]
+    ratios = m.get("full_batch_norm_over_joint", [np.nan, np.nan])
 
-    def diff(key):
-      return f"{ci[key]['diff']:+.3f} {stats.format_interval(ci[key]['low'], ci[key]['high'])}"
-
-    def ce(m):
-      mean, std, _ = row["ce_f1"][m]
-      return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+    def diff(key, row=row):
+      if f"{key}_diff" not in row:
+        return "-"
+      return (f"{row[f'{key}_diff']:+.3f} "
+              f"{stats.format_interval(row[f'{key}_low'], row[f'{key}_high'])}")
 
     lines.append(
-        f"| {_knob_cell(row)} | {row['num_params']:,} | "
-        f"{ls.get('encoder_cosine', np.nan):+.3f} | "
-        f"{100 * ls.get('encoder_negative_fraction', np.nan):.0f}% | "
-        f"{ls.get('cosine', np.nan):+.3f} | "
-        f"{ls.get('diffusion_decay', np.nan):.3f} | {came.get('drift_deg', np.nan):.1f} | "
-        f"{ce('ls')} | {ce('came')} | {diff('ce_f1')} | {diff('BLEU_4')} |")
+        f"| {row['knob']} {row['value']:g} | {m.get('full_batch_encoder_cosine', np.nan):+.3f} | "
+        f"{100 * m.get('full_batch_encoder_cosine_negative_fraction', np.nan):.0f}% | "
+        f"{ratios[0]:.2f} | {ratios[1]:.2f} | {row['method']} | {row['seeds']} | "
+        f"{row['ce_f1']:.3f} | {diff('ce_f1')} | {row['BLEU_4']:.3f} | {diff('BLEU_4')} |")
+  return "\n".join(lines)
+
+
+def settings_table(settings: Sequence[dict]) -> str:
+  """Markdown: per knob value what the LS runs measured (full batch at the last checkpoint,
+  per seed, and per batch along training)."""
+  lines = ["| knob | full-batch encoder cosine per seed (LS) | diffusion decay (full batch) | "
+           "cls loss at the end | its prior | test AUROC, frequent observations | "
+           "per-batch encoder cosine | steps with it < 0 |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for s in sorted(settings, key=lambda s: s["value"]):
+    m, b = s["ls_full_batch"], s["ls_per_batch"]
+    seeds = ", ".join(f"{c:+.3f}" for c in m["full_batch_encoder_cosine_per_run"])
+    lines.append(
+        f"| {s['knob']} {s['value']:g} | {seeds} | {m['full_batch_diffusion_decay']:.3f} | "
+        f"{m['final_losses']['cls']:.3f} | {m['final_losses']['cls_prior']:.3f} | "
+        f"{m['final_auroc']['mean']:.3f} | {b.get('encoder_cosine', np.nan):+.3f} | "
+        f"{100 * b.get('encoder_negative_fraction', np.nan):.0f}% |")
   return "\n".join(lines)
 
 
 def plot(rows: Sequence[dict], path: str) -> None:
-  """CAME-Grad minus LS (CE-F1, BLEU-4) with intervals against the LS runs' encoder cosine."""
+  """Each method's difference to LS (CE-F1, BLEU-4) against the measured full-batch encoder
+  cosine of the LS runs, one line per method, with the 95% intervals."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-  fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-  x = np.array([row["ls"].get("encoder_cosine", np.nan) for row in rows])
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "ls"]
   for ax, key, name in ((axes[0], "ce_f1", "CE-F1 macro"), (axes[1], "BLEU_4", "BLEU-4")):
-    diff = np.array([row["intervals"][key]["diff"] for row in rows])
-    low = np.array([row["intervals"][key]["low"] for row in rows])
-    high = np.array([row["intervals"][key]["high"] for row in rows])
-    ax.errorbar(x, diff, yerr=[diff - low, high - diff], fmt="o", capsize=3)
-    for xi, di, row in zip(x, diff, rows):
-      ax.annotate(_knob_cell(row), (xi, di), textcoords="offset points", xytext=(4, 4),
-                  fontsize=7)
+    for i, method in enumerate(methods):
+      of = sorted((r for r in rows if r["method"] == method),
+                  key=lambda r: r["full_batch_encoder_cosine"])
+      x = np.array([r["full_batch_encoder_cosine"] for r in of]) + 0.004 * (i - len(methods) / 2)
+      d = np.array([r[f"{key}_diff"] for r in of])
+      err = [d - np.array([r[f"{key}_low"] for r in of]),
+             np.array([r[f"{key}_high"] for r in of]) - d]
+      ax.errorbar(x, d, yerr=err, marker="o", capsize=2, label=method, lw=1)
     ax.axhline(0.0, color="gray", lw=0.6)
-    ax.set_xlabel("cosine of the task gradients on the shared encoder (LS runs)")
-    ax.set_ylabel(f"{name}: CAME-Grad − LS")
+    ax.set_xlabel("full-batch cosine of nll and cls on the encoder (LS runs)")
+    ax.set_ylabel(f"{name}: method − LS")
     ax.grid(alpha=0.3)
-  fig.suptitle(f"Controlled conflict ({rows[0]['knob']}): paired 95% intervals")
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f"Conflict dial ({rows[0]['knob']}): difference to LS, paired 95% intervals")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
+def footer(data: dict) -> str:
+  """What a conflict.json's table was measured on."""
+  config = data["config"]
+  steps = probe_steps(dataclasses.replace(configs.default(), num_steps=config["num_steps"]))
+  bottleneck = config["model"].get("bottleneck", 0)
+  return (f"Config `{config['name']}` (tasks {list(config['tasks'])}, weights "
+          f"{list(config['task_weights'])}), {config['num_steps']} steps of batch "
+          f"{config['batch_size']}" + (f", bottleneck {bottleneck}" if bottleneck else "")
+          + (f", disjoint {config['disjoint']:g}" if config.get("disjoint") is not None
+             and data["knob"] != "disjoint" else "")
+          + ("" if data.get("complete", True) else
+             f"; INCOMPLETE: the values {[s['value'] for s in data['settings']]} of "
+             f"{data['values']} were run")
+          + f"; seeds {data['seeds']}; full-batch encoder cosine: mean over the checkpoints "
+          f"{list(steps)} of the LS runs (and over their seeds), on the first 512 training "
+          f"studies (all of them if fewer), 'negative' the fraction of those checkpoints below 0, ‖w·g‖ / ‖joint‖ "
+          f"each weighted task gradient's norm on the encoder over that of their sum; "
+          f"differences to LS paired by seed, 95% intervals of `stats.paired_bootstrap`; wall "
+          f"time {data['wall_time']:.0f} s on {data['machine']['cpus']} CPU cores (load average "
+          f"{data['machine']['load_average']:.1f} at the end).")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
   p = argparse.ArgumentParser(prog="python -m examples.rrg.conflict", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--config", default="default", choices=sorted(configs.CONFIGS))
-  p.add_argument("--knob", default="mismatch", choices=tuple(KNOBS))
+  p.add_argument("--knob", default="disjoint", choices=tuple(KNOBS))
   p.add_argument("--values", help="comma-separated knob values (default: the knob's)")
-  p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--methods", default=",".join(METHODS),
+                 help="comma-separated methods (LS is always run: the reference)")
+  p.add_argument("--seeds", default="0,1,2,3,4")
   p.add_argument("--steps", type=int)
+  p.add_argument("--disjoint", type=float, help="with --knob bottleneck: the dial's value")
   p.add_argument("--out", default="runs/rrg_conflict")
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
@@ -225,27 +447,41 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   changes = {"seeds": seeds}
   if args.steps:
     changes["num_steps"] = args.steps
-  config = dataclasses.replace(configs.get_config(args.config), **changes)
-  os.makedirs(args.out, exist_ok=True)
-  t0 = time.perf_counter()
+  if args.disjoint is not None:
+    changes["disjoint"] = args.disjoint
   try:
-    rows = run(config, args.out, args.knob, values, progress=not args.no_progress)
+    config = dataclasses.replace(configs.get_config(args.config), **changes)
+    methods = sweep.method_list([m.strip() for m in args.methods.split(",") if m.strip()],
+                                config)
   except ValueError as e:
     raise SystemExit(str(e)) from None
-  wall = time.perf_counter() - t0
-  md = table(rows)
-  footer = (f"config `{config.name}` (tasks {list(config.tasks)}, weights "
-            f"{list(config.task_weights)}), {config.num_steps} steps, seeds {list(seeds)}; "
-            f"measured after the {config.warmup_steps} warmup steps; wall time {wall:.0f} s "
-            f"({os.cpu_count()} CPU cores).")
-  print("\n" + md + "\n\n" + footer, flush=True)
+  os.makedirs(args.out, exist_ok=True)
+  t0 = time.perf_counter()
+
+  def results(rows, settings, complete):
+    return {"knob": args.knob, "values": values, "methods": list(methods),
+            "seeds": list(seeds), "rows": rows, "settings": settings, "complete": complete,
+            "wall_time": time.perf_counter() - t0, "config": dataclasses.asdict(config),
+            "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}}
+
+  def write(out):
+    with open(os.path.join(args.out, "conflict.json"), "w", encoding="utf-8") as f:
+      json.dump(out, f, indent=1)
+
+  try:
+    rows, settings = run(config, args.out, args.knob, values, methods=methods,
+                         progress=not args.no_progress,
+                         on_value=lambda r, s: write(results(r, s, False)))
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
+  out = results(rows, settings, True)
+  md = table(rows, settings)
+  print("\n" + md + "\n\n" + footer(out), flush=True)
   plot(rows, os.path.join(args.out, "conflict.png"))
   with open(os.path.join(args.out, "conflict.md"), "w", encoding="utf-8") as f:
-    f.write(f"{md}\n\n{footer}\n\n![conflict](conflict.png)\n")
-  with open(os.path.join(args.out, "conflict.json"), "w", encoding="utf-8") as f:
-    json.dump({"knob": args.knob, "rows": rows, "wall_time": wall,
-               "config": dataclasses.asdict(config)}, f, indent=1)
-  return rows
+    f.write(f"{md}\n\n{footer(out)}\n\n![conflict](conflict.png)\n")
+  write(out)
+  return out
 
 
 if __name__ == "__main__":

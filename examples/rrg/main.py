@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import os
-import pickle
 import platform
 import sys
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ _OVERRIDES = {
     "checkpoint": ("checkpoint_every", int), "bootstrap": ("bootstrap_samples", int),
     "mesh": ("mesh", str), "beam_size": ("beam_size", int),
     "length_penalty": ("length_penalty", float), "workers": ("workers", int),
+    "recipe": ("recipe", str),
 }
 
 
@@ -60,6 +60,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--lr", type=float, help="peak learning rate")
   p.add_argument("--batch-size", type=int)
   p.add_argument("--warmup-fraction", type=float, help="warmup as a fraction of --steps")
+  p.add_argument("--recipe", choices=("default", "paper"),
+                 help="the optimizer recipe: 'paper' is the paper's trainer (AdamW, weight "
+                 "decay 0.05 on ndim >= 2 parameters, warmup from 1%% of the peak, LS clipped "
+                 "by value 0.1), scaled to the step budget")
   p.add_argument("--task-weights", help="comma-separated, one per task")
   p.add_argument("--rho", type=float, help="CAME-Grad rho")
   p.add_argument("--kappa", type=float, help="CAME-Grad kappa")
@@ -92,8 +96,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                  "data x fsdp, parameters over fsdp; see examples/rrg/training/sharding.py)")
   p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
-  p.add_argument("--tabulate", action="store_true", help="no training: rewrite the tables "
-                 "and files from the runs saved in OUT/sweep.pkl")
+  p.add_argument("--probe", action="store_true", help="measure the LS runs on the first 512 "
+                 "training studies at 6 checkpoints (conflict.full_batch_probe: task losses, "
+                 "the cls loss of the label prior, full-batch encoder cosine, test AUROC)")
+  p.add_argument("--tabulate", action="store_true", help="no training: print and rewrite "
+                 "the tables from OUT/results.json")
   return p.parse_args(argv)
 
 
@@ -146,60 +153,67 @@ def config_from_args(args: argparse.Namespace) -> configs.Config:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  """Runs the job; returns what it writes to ``results.json``."""
+  """Runs the job; returns what it writes to ``results.json``.
+
+  ``--tabulate`` trains nothing: it reads ``OUT/results.json`` (plain JSON, so a results file
+  from a shared folder runs no code when read) and prints and rewrites ``results.md`` from it.
+  """
   args = parse_args(argv)
   config = config_from_args(args)
   os.makedirs(args.out, exist_ok=True)
-  saved = os.path.join(args.out, "sweep.pkl")  # every run, to re-tabulate with --tabulate
+  saved = os.path.join(args.out, "results.json")
   if args.tabulate:
     if not os.path.exists(saved):
       raise SystemExit(f"--tabulate: no {saved} (run the job into --out {args.out} first)")
-    with open(saved, "rb") as f:
-      result = pickle.load(f)
-    config = result.config
+    with open(saved, encoding="utf-8") as f:
+      out = json.load(f)
+    markdown = sweep.render(out)
+    machine = _machine_line(out.get("machine", {}))
+    print("\n" + markdown + f"\n\nMachine: {machine}.", flush=True)
+    with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
+      f.write(f"# RRG `{out['config']['name']}` results\n\n{markdown}\n\nMachine: "
+              f"{machine}.\n")
+    return out
   print(f"config={config.name} tasks={config.tasks} weights={config.task_weights} "
         f"methods={config.methods} seeds={config.seeds} steps={config.num_steps} "
         f"backend={jax.default_backend()}", flush=True)
-  if not args.tabulate:
-    result = sweep.run(config, args.out, progress=not args.no_progress)
-    with open(saved, "wb") as f:
-      pickle.dump(result, f)
-  tables = sweep.report(result)
-  machine = (f"{os.cpu_count()} CPU cores, {jax.default_backend()}, "
-             f"load average {os.getloadavg()[0]:.1f} at the end")
-  print("\n" + tables.markdown + f"\n\nMachine: {machine}.", flush=True)
+  probe = {}
+  if args.probe:
+    from examples.rrg import conflict  # pylint: disable=import-outside-toplevel
+    from examples.rrg.training import train  # pylint: disable=import-outside-toplevel
+    data = train.load_data(config)
+    probe = {"data": data, "probe": conflict.full_batch_probe(config, data[0]),
+             "probe_steps": conflict.probe_steps(config)}
+  result = sweep.run(config, args.out, progress=not args.no_progress, **probe)
+  out = sweep.results(result)
+  for run, r in zip(out["runs"], result.runs):
+    run["final_losses"] = _final_losses(r, config.tasks)
+  out["machine"] = {"cpus": os.cpu_count(), "backend": jax.default_backend(),
+                    "load_average": os.getloadavg()[0], "python": sys.version.split()[0],
+                    "platform": platform.platform()}
+  markdown = sweep.render(out)
+  machine = _machine_line(out["machine"])
+  print("\n" + markdown + f"\n\nMachine: {machine}.", flush=True)
 
   plots.plot_training_curves(
       result.runs, config.tasks, os.path.join(args.out, "training_curves.png"),
       title=f"RRG {config.name}: tasks {', '.join(config.tasks)}, weights "
             f"{list(config.task_weights)}")
   with open(os.path.join(args.out, "results.md"), "w", encoding="utf-8") as f:
-    f.write(f"# RRG `{config.name}` results\n\n{tables.markdown}\n\nMachine: {machine}.\n\n"
+    f.write(f"# RRG `{config.name}` results\n\n{markdown}\n\nMachine: {machine}.\n\n"
             "![training curves](training_curves.png)\n")
-  out = {
-      "config": dataclasses.asdict(config),
-      "summary": {m: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in row.items()}
-                  for m, row in tables.summary.items()},
-      "intervals": tables.intervals,
-      "ls_tuned": {k: (v if k != "val_ce_f1" else {str(w): s for w, s in v.items()})
-                   for k, v in result.tuning.items()},
-      "plain_ls_step_time": result.plain_ls_step_time,
-      "runs": [{"method": r.method, "seed": r.seed, "task_weights": list(r.task_weights),
-                "metrics": r.metrics, "selected_step": r.selected_step,
-                "val_curve": r.val_curve, "train_time": r.train_time,
-                "compile_time": r.compile_time, "step_time": r.step_time,
-                "eval_time": r.eval_time, "num_params": r.num_params,
-                "final_losses": _final_losses(r, config.tasks)} for r in result.runs],
-      "wall_time": result.wall_time,
-      "machine": {"cpus": os.cpu_count(), "backend": jax.default_backend(),
-                  "load_average": os.getloadavg()[0], "python": sys.version.split()[0],
-                  "platform": platform.platform()},
-  }
-  with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+  with open(saved, "w", encoding="utf-8") as f:
     json.dump(out, f, indent=1)
   print(f"wrote {args.out}/results.md, results.json, training_curves.png and "
         f"<method>_seed<seed>/ per run", flush=True)
   return out
+
+
+def _machine_line(machine: dict) -> str:
+  if not machine:
+    return "not recorded"
+  return (f"{machine['cpus']} CPU cores, {machine['backend']}, load average "
+          f"{machine['load_average']:.1f} at the end")
 
 
 def _final_losses(result, tasks) -> dict:

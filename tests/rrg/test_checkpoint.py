@@ -173,3 +173,20 @@ def test_config_fingerprint():
                                            "seeds": ([0], [3])}
   with pytest.raises(TypeError, match="config must be a dataclass"):
     checkpoint.config_fingerprint({"num_steps": 1})
+
+
+@pytest.mark.slow
+def test_a_rerun_says_which_run_resumed_from_which_step(tmp_path, capsys):
+  from examples.rrg import configs  # pylint: disable=import-outside-toplevel
+  from examples.rrg.training import train  # pylint: disable=import-outside-toplevel
+
+  config = dataclasses.replace(configs.smoke(), tasks=("nll", "cls"), task_weights=(1.0, 4.0),
+                               method="ls", num_steps=4, eval_every=2, checkpoint_every=2)
+  data = train.load_data(config)
+  first = train.train_and_evaluate(config, str(tmp_path), data=data, progress=False)
+  assert first.resumed_from is None
+  again = train.train_and_evaluate(config, str(tmp_path), data=data, progress=False)
+  assert again.resumed_from == 4 and again.selected_step == first.selected_step
+  assert "ls_seed0: resumed from its checkpoint at step 4" in capsys.readouterr().out
+  with open(tmp_path / "ls_seed0" / "metrics.json", encoding="utf-8") as f:
+    assert '"resumed_from": 4' in f.read()

@@ -68,7 +68,8 @@ def test_report_has_sample_std_intervals_positives_and_timings():
                        wall_time=12.0)
   rep = sweep.report(result)
   summary = rep.summary["ls"]["train_time"]
-  assert summary[0] == 2.0 and summary[1] == pytest.approx(1.0) and summary[2] == 3  # ddof=1
+  assert summary["mean"] == 2.0 and summary["std"] == pytest.approx(1.0)  # ddof=1
+  assert summary["n"] == 3
   ci = rep.intervals["came"]["ce_f1"]
   assert ci["diff"] > 0 and ci["low"] <= ci["diff"] <= ci["high"]
   md = rep.markdown
@@ -76,6 +77,14 @@ def test_report_has_sample_std_intervals_positives_and_timings():
   assert "| Cardiomegaly | 1 |" in md  # one test study has it, next to its F1
   assert "| plain LS (one backward pass) | - | - | 5.0 | 1.00 |" in md
   assert "| came | 9.0 | 2.0 ± 1.0 | 20.0 | 4.00 |" in md  # step time ratio vs plain LS
+  # Per seed: every method's CE-F1 and its difference to LS on that seed.
+  per_seed = md.split("CE-F1 macro per seed")[1]
+  ls_ce, came_ce = runs[0].metrics["ce_f1"], runs[3].metrics["ce_f1"]
+  assert f"| came | {came_ce:.3f} ({came_ce - ls_ce:+.3f}) |" in per_seed
+  # The tables come from what results.json holds alone (main --tabulate reads that file).
+  import json  # pylint: disable=import-outside-toplevel
+  saved = json.loads(json.dumps(sweep.results(result)))
+  assert sweep.render(saved) == md
 
 
 def test_conflict_knob_and_measurement():
@@ -113,13 +122,20 @@ def test_mismatch_knob_moves_a_fraction_of_the_training_labels():
 
 
 def test_conflict_table_and_figure(tmp_path):
-  measured = conflict.measured_conflict([_run("ls", 0)], ("nll", "cls"), warmup_steps=1)
-  ci = {"diff": 0.05, "low": -0.01, "high": 0.12}
-  rows = [{"knob": "mismatch", "value": v, "channels": [16, 32, 64], "num_params": 1234,
-           "ls": measured, "came": measured, "ce_f1": {"ls": (0.1, 0.02, 3), "came": (0.2, None, 1)},
-           "intervals": {"ce_f1": ci, "BLEU_4": ci}} for v in (0.0, 0.5)]
-  md = conflict.table(rows)
-  assert "| mismatch 0.5 | 1,234 | +0.200 | 0% | -0.200 | 0.800 | 5.0 | 0.100 ± 0.020 | 0.200 |" in md
-  assert "+0.050 [-0.010, +0.120]" in md
+  settings = [{"value": v, "ls_full_batch": {
+      "full_batch_encoder_cosine": c, "full_batch_encoder_cosine_negative_fraction": n,
+      "full_batch_norm_over_joint": [0.9, 1.1]}} for v, c, n in ((0.0, 0.1, 0.0), (1.0, -0.3, 1.0))]
+  rows = []
+  for v, c in ((0.0, 0.1), (1.0, -0.3)):
+    rows.append({"knob": "disjoint", "value": v, "method": "ls", "seeds": 2,
+                 "full_batch_encoder_cosine": c, "ce_f1": 0.2, "BLEU_4": 0.1})
+    rows.append({"knob": "disjoint", "value": v, "method": "came", "seeds": 2,
+                 "full_batch_encoder_cosine": c, "ce_f1": 0.25, "BLEU_4": 0.1,
+                 "ce_f1_diff": 0.05, "ce_f1_low": -0.01, "ce_f1_high": 0.12,
+                 "BLEU_4_diff": 0.0, "BLEU_4_low": -0.02, "BLEU_4_high": 0.02})
+  md = conflict.table(rows, settings)
+  assert ("| disjoint 1 | -0.300 | 100% | 0.90 | 1.10 | came | 2 | 0.250 | "
+          "+0.050 [-0.010, +0.120] | 0.100 | +0.000 [-0.020, +0.020] |") in md
+  assert "| disjoint 0 | +0.100 | 0% | 0.90 | 1.10 | ls | 2 | 0.200 | - | 0.100 | - |" in md
   conflict.plot(rows, str(tmp_path / "conflict.png"))
   assert (tmp_path / "conflict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

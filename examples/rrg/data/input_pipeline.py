@@ -85,9 +85,24 @@ class Split:
     return self.labels if self.ce_labels is None else self.ce_labels
 
 
+# The order in which `synthetic_dataset(..., disjoint=s)` moves the classification targets to
+# the independent set: every other observation by prevalence first (so that a share of one half
+# moves half of the frequent ones), then the rest.
+DISJOINT_ORDER = ("Cardiomegaly", "Pleural Effusion", "Atelectasis", "Consolidation",
+                  "Lung Lesion", "Pleural Other", "Pneumonia", "Support Devices", "Lung Opacity",
+                  "Edema", "Enlarged Cardiomediastinum", "Pneumothorax", "Fracture", "No Finding")
+
+
+def disjoint_observations(share: float) -> tuple[str, ...]:
+  """The observations whose classification targets move at ``disjoint = share``."""
+  if not 0.0 <= share <= 1.0:
+    raise ValueError(f"disjoint must be in [0, 1], got {share}")
+  return DISJOINT_ORDER[:round(share * len(DISJOINT_ORDER))]
+
+
 def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 128, *,
-                      image_size: int = 64, max_len: int = 48,
-                      seed: int = 0) -> tuple[dict[str, Split], Tokenizer]:
+                      image_size: int = 64, max_len: int = 48, seed: int = 0,
+                      disjoint: float | None = None) -> tuple[dict[str, Split], Tokenizer]:
   """Synthetic chest radiographs with reports and labels (see `synthetic`).
 
   Each split has its own random stream derived from `seed`, so a split does not change when
@@ -96,6 +111,14 @@ def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 1
   tokens; the labels are always those the report states. The vocabulary is built on the
   training reports.
 
+  ``disjoint`` (the conflict dial, `examples.rrg.conflict`): when given, every image also shows
+  an independent second set of findings (`synthetic.generate(..., independent=True)`: same
+  drawing code and places, opposite brightness, never reported), and the classification
+  targets (`Split.labels`) of a share ``disjoint`` of the 14 observations (in the order of
+  `DISJOINT_ORDER`) are those of the second set: at 0 the report's own observations, at 1 only
+  findings the report never mentions. Clinical efficacy keeps scoring against the report's
+  labels (`Split.ce_labels`).
+
   Returns:
     ({"train", "val", "test"} splits with one view per study, tokenizer).
   """
@@ -103,21 +126,23 @@ def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 1
   streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
   studies = {
       name: synthetic.generate(sizes[name], image_size=image_size,
-                               seed=np.random.default_rng(stream), max_words=max_len - 2)
+                               seed=np.random.default_rng(stream), max_words=max_len - 2,
+                               independent=disjoint is not None)
       for name, stream in zip(SPLITS, streams)
   }
+  moved = [] if disjoint is None else [OBSERVATIONS.index(o)
+                                       for o in disjoint_observations(disjoint)]
   tokenizer = Tokenizer.build(studies["train"].reports)
-  splits = {
-      name: Split(
-          images=s.images[:, None, :, :, None],
-          tokens=tokenizer.encode_batch(s.reports, max_len),
-          labels=s.labels,
-          reports=list(s.reports),
-          ids=[f"{name}-{i:06d}" for i in range(len(s.reports))],
-      )
-      for name, s in studies.items()
-  }
-  return splits, tokenizer
+
+  def split(name, s):
+    labels = s.labels.copy()
+    labels[:, moved] = s.independent_labels[:, moved] if moved else labels[:, moved]
+    return Split(images=s.images[:, None, :, :, None],
+                 tokens=tokenizer.encode_batch(s.reports, max_len), labels=labels,
+                 reports=list(s.reports), ids=[f"{name}-{i:06d}" for i in range(len(s.reports))],
+                 ce_labels=s.labels if disjoint is not None else None)
+
+  return {name: split(name, s) for name, s in studies.items()}, tokenizer
 
 
 def load_r2gen(ann_path: str | os.PathLike, image_dir: str | os.PathLike, *,

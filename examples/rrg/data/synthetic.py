@@ -70,6 +70,9 @@ class Studies(NamedTuple):
   """Cleaned reports: lower case, sentences joined by " . ", ending with " .". """
   labels: np.ndarray
   """int32 (N, 14): BLANK/POSITIVE/NEGATIVE/UNCERTAIN per observation, as the report states."""
+  independent_labels: np.ndarray | None = None
+  """int32 (N, 14) or None: the labels of the independent second set of findings
+  (``generate(..., independent=True)``), drawn into the images, never in the report."""
 
 
 @dataclasses.dataclass
@@ -200,11 +203,16 @@ class _Canvas:
   y: np.ndarray
   fine: np.ndarray  # (N, H, W) fine noise: vessel markings
   coarse: np.ndarray  # (N, H, W) coarse noise: patchy opacities
+  sign: float = 1.0  # -1: paint with opposite brightness (the independent set)
 
   def paint(self, idx: np.ndarray, mask: np.ndarray, value, alpha=1.0) -> None:
-    """Blends `value` into studies `idx` where `mask` (n, H, W) is set."""
+    """Blends `value` into studies `idx` where `mask` (n, H, W) is set.
+
+    With ``sign = -1`` the pixels move away from `value` by the same amount instead: the same
+    change of brightness, opposite in sign (how the independent set is drawn).
+    """
     sub = self.images[idx]
-    self.images[idx] = sub + alpha * mask * (value - sub)
+    self.images[idx] = sub + self.sign * alpha * mask * (value - sub)
 
   def lung(self, idx: np.ndarray, side: np.ndarray, shrink=0.0) -> np.ndarray:
     """Mask of the lung on `side` (0 right, 1 left, 2 both) in studies `idx`."""
@@ -331,8 +339,12 @@ def _draw_effusion(canvas: _Canvas, f: _Findings, rng: np.random.Generator) -> N
   canvas.paint(idx, fluid, _FLUID)
 
 
-def _draw_heart(canvas: _Canvas, f: _Findings, rng: np.random.Generator) -> None:
-  """Heart silhouette (larger with cardiomegaly); wide upper mediastinum if enlarged."""
+def _draw_heart(canvas: _Canvas, f: _Findings, rng: np.random.Generator, *,
+                anatomy: bool = True) -> None:
+  """Heart silhouette (larger with cardiomegaly); wide upper mediastinum if enlarged.
+
+  ``anatomy=False`` (the independent set) paints only what cardiomegaly adds to a normal heart.
+  """
   n = len(canvas.images)
   everyone = np.arange(n)
   enlarged = np.zeros((n, 1, 1), np.float32)
@@ -341,7 +353,12 @@ def _draw_heart(canvas: _Canvas, f: _Findings, rng: np.random.Generator) -> None
   normal = rng.uniform(0.93, 1.05, (n, 1, 1)).astype(np.float32)
   rx, ry = 0.26 * normal + 0.13 * enlarged, 0.22 * normal + 0.05 * enlarged
   heart = _ellipse(canvas.x, canvas.y, 0.1 + 0.05 * enlarged, 0.3, rx, ry, edge=0.04)
-  canvas.paint(everyone, heart, _BONE - 0.08)
+  if anatomy:
+    canvas.paint(everyone, heart, _BONE - 0.08)
+  else:
+    base = _ellipse(canvas.x[idx], canvas.y[idx], 0.1, 0.3, 0.26 * normal[idx],
+                    0.22 * normal[idx], edge=0.04)
+    canvas.paint(idx, np.clip(heart[idx] - base, 0.0, 1.0), _BONE - 0.08)
 
   idx = f.drawn("Enlarged Cardiomediastinum")
   x, y = canvas.x[idx], canvas.y[idx]
@@ -399,10 +416,26 @@ def _expose(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
   return np.clip(images, 0.0, 1.0).astype(np.float32)
 
 
-def _render(f: _Findings, rng: np.random.Generator, size: int) -> np.ndarray:
-  """Draws all studies: anatomy, then findings from back to front."""
+def _render(f: _Findings, rng: np.random.Generator, size: int,
+            independent: tuple[_Findings, np.random.Generator] | None = None) -> np.ndarray:
+  """Draws all studies: anatomy, then findings from back to front.
+
+  ``independent``: a second set of findings and its generator, drawn by the same code in the
+  same places with opposite brightness, after the first set and before the exposure.
+  """
   canvas = _new_canvas(rng, len(f.labels), size)
   _draw_anatomy(canvas, rng)
+  _draw_findings(canvas, f, rng)
+  if independent is not None:
+    canvas.sign = -1.0
+    _draw_findings(canvas, *independent, anatomy=False)
+    canvas.sign = 1.0
+  return _expose(canvas, rng)
+
+
+def _draw_findings(canvas: _Canvas, f: _Findings, rng: np.random.Generator, *,
+                   anatomy: bool = True) -> None:
+  """Every finding of `f`, from back to front (the heart: see `_draw_heart`)."""
   _draw_pneumothorax(canvas, f, rng)
   _draw_edema(canvas, f)
   _draw_patch(canvas, f, rng, "Lung Opacity", (0.18, 0.26), _TISSUE + 0.05, 0.6)
@@ -410,11 +443,10 @@ def _render(f: _Findings, rng: np.random.Generator, size: int) -> np.ndarray:
   _draw_atelectasis(canvas, f, rng)
   _draw_nodule(canvas, f, rng)
   _draw_effusion(canvas, f, rng)
-  _draw_heart(canvas, f, rng)
+  _draw_heart(canvas, f, rng, anatomy=anatomy)
   _draw_pleural_thickening(canvas, f)
   _draw_fracture(canvas, f, rng)
   _draw_devices(canvas, f)
-  return _expose(canvas, rng)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -667,7 +699,7 @@ def _write_report(f: _Findings, i: int, rng: np.random.Generator,
 
 
 def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator = 0,
-             max_words: int | None = None) -> Studies:
+             max_words: int | None = None, independent: bool = False) -> Studies:
   """Generates `num` synthetic studies.
 
   Args:
@@ -677,6 +709,12 @@ def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator 
     max_words: if given, sentences without a finding (normal-study sentences, then
       negations) are left out of reports longer than this many words (" ." included), and
       the observations they negated become BLANK. Findings are always reported.
+    independent: also draw a second set of findings, sampled independently of the first (same
+      prevalences, sides, zones and sizes, from a child generator of `seed`, so the first set,
+      the reports and the labels are those of ``independent=False``), into the same images by
+      the same drawing code with opposite brightness; the report never mentions it. Its labels
+      are `Studies.independent_labels` (negations sampled as for a report that is never
+      written: they are not in the image, as the first set's are not).
 
   Returns:
     `Studies` with images (num, image_size, image_size), reports and labels.
@@ -686,7 +724,12 @@ def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator 
   if image_size < 8:
     raise ValueError(f"image_size must be >= 8, got {image_size}")
   rng = np.random.default_rng(seed)
+  second = None
+  if independent:
+    child = rng.spawn(1)[0]  # does not advance rng
+    second = (_sample_findings(child, num), child)
   findings = _sample_findings(rng, num)
-  images = _render(findings, rng, image_size)
+  images = _render(findings, rng, image_size, second)
   reports = [_write_report(findings, i, rng, max_words) for i in range(num)]
-  return Studies(images, reports, findings.labels.copy())
+  return Studies(images, reports, findings.labels.copy(),
+                 None if second is None else second[0].labels.copy())

@@ -33,6 +33,9 @@ class ModelConfig:
   encoder: str = "cnn"
   encoder_checkpoint: str | None = None
   resnet_blocks: int = 1  # residual blocks per stage of the "resnet" encoder
+  # > 0: every image token passes through a shared representation of this width, unit-norm
+  # (``ImageEncoder``), which every task reads: the conflict study's ``bottleneck`` knob.
+  bottleneck: int = 0
   visual_layers: int = 1  # r2gen: transformer encoder layers over the image tokens
   rm_num_slots: int = 3  # r2gen: relational memory slots (R2Gen's default)
   rm_dim: int = 64  # r2gen: width of a memory slot
@@ -61,5 +64,7 @@ class ModelConfig:
     for name in ("resnet_blocks", "rm_num_slots"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if self.bottleneck < 0:
+      raise ValueError(f"bottleneck must be >= 0, got {self.bottleneck}")
     if self.visual_layers < 0:
       raise ValueError(f"visual_layers must be >= 0, got {self.visual_layers}")

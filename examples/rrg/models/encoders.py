@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from examples.rrg.models.config import ModelConfig
@@ -94,13 +95,23 @@ ENCODERS = {"cnn": ConvTrunk, "resnet": ResNetTrunk}
 
 
 class ImageEncoder(nnx.Module):
-  """Trunk shared by all views -> ``V * grid**2`` image tokens of width ``d_model``."""
+  """Trunk shared by all views -> ``V * grid**2`` image tokens of width ``d_model``.
+
+  With ``cfg.bottleneck = b > 0`` each token of the trunk is first projected to width ``b`` and
+  scaled to unit norm (times ``sqrt(b)``), then projected to ``d_model``: a narrow
+  representation that every task's head and the decoder must share.
+  """
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     if cfg.encoder not in ENCODERS:
       raise ValueError(f"unknown encoder {cfg.encoder!r}; expected one of {sorted(ENCODERS)}")
     self.trunk = ENCODERS[cfg.encoder](cfg, rngs=rngs)
-    self.proj = nnx.Linear(cfg.channels[-1], cfg.d_model, rngs=rngs)
+    width = cfg.channels[-1]
+    self.bottleneck = cfg.bottleneck
+    if cfg.bottleneck:
+      self.squeeze = nnx.Linear(width, cfg.bottleneck, rngs=rngs)
+      width = cfg.bottleneck
+    self.proj = nnx.Linear(width, cfg.d_model, rngs=rngs)
     init = nnx.initializers.normal(0.02)
     self.patch_pos = nnx.Param(init(rngs.params(), (cfg.grid_size**2, cfg.d_model)))
     self.view_embed = nnx.Param(init(rngs.params(), (cfg.num_views, cfg.d_model)))
@@ -110,6 +121,9 @@ class ImageEncoder(nnx.Module):
     """``(B, V, H, W, 1)`` in [0, 1] -> image tokens ``(B, V * grid**2, d_model)``."""
     b, v, h, w, c = images.shape
     x = self.trunk(images.reshape(b * v, h, w, c) * 2.0 - 1.0)
+    if self.bottleneck:
+      x = self.squeeze(x)
+      x = x * jax.lax.rsqrt(jnp.maximum(jnp.mean(x * x, axis=-1, keepdims=True), 1e-12))
     x = self.proj(x.reshape(b, v, -1, x.shape[-1]))  # (B, V, P, D)
     x = x + self.patch_pos[None, None] + self.view_embed[None, :v, None]
     return self.norm(x.reshape(b, -1, x.shape[-1]))

@@ -94,8 +94,13 @@ def _with_cls_weight(config, weight: float):
 
 
 def run(config, workdir: str, *, data: tuple[dict, Any] | None = None,
-        progress: bool = True) -> Sweep:
-  """Trains and tests every method of ``config.methods`` for every seed of ``config.seeds``."""
+        progress: bool = True, probe: Any = None, probe_steps: Sequence[int] = (),
+        probed: Sequence[str] = (REFERENCE,)) -> Sweep:
+  """Trains and tests every method of ``config.methods`` for every seed of ``config.seeds``.
+
+  ``probe`` (see ``train.train_and_evaluate``) measures the runs of the methods in ``probed``
+  (LS by default: its update is the joint gradient) after each step of ``probe_steps``.
+  """
   wall0 = time.perf_counter()
   methods = method_list(config.methods)
   data = train.load_data(config) if data is None else data
@@ -107,8 +112,11 @@ def run(config, workdir: str, *, data: tuple[dict, Any] | None = None,
     if key not in cache:
       cfg = dataclasses.replace(cfg, method=name)
       method = train.make_method(cfg)  # one object: one compiled step for all seeds
+      measure = probe is not None and name in probed
       cache[key] = [train.train_and_evaluate(dataclasses.replace(cfg, seed=s), folder,
-                                             data=data, method=method, progress=progress)
+                                             data=data, method=method, progress=progress,
+                                             probe=probe if measure else None,
+                                             probe_steps=probe_steps)
                     for s in config.seeds]
     return cache[key]
 
@@ -180,7 +188,8 @@ def intervals(runs: Sequence, method: str, *, reference: str = REFERENCE,
 def _cell(summary_row: dict, key: str, digits: int = 3) -> str:
   if key not in summary_row:
     return "-"
-  mean, std, _ = summary_row[key]
+  entry = summary_row[key]
+  mean, std = entry["mean"], entry["std"]
   return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -193,12 +202,11 @@ class Report:
   intervals: dict
 
 
-def report(sweep: Sweep, *, compared: str = "came") -> Report:
-  """Markdown tables of a sweep (see the module docstring).
-
-  ``compared`` is the method of the per-observation table and of the detailed interval table
-  (every method's CE-F1 interval against LS is in the main table).
-  """
+def results(sweep: Sweep) -> dict:
+  """What ``results.json`` holds: the config, the summary over seeds (``{method: {key: {"mean",
+  "std", "n"}}}``), every method's paired intervals against LS, the ``ls_tuned`` selection,
+  the plain LS step time, and every run's test metrics (the per-seed values) and timings.
+  :func:`render` makes the tables from it alone."""
   config, runs = sweep.config, sweep.runs
   methods = list(dict.fromkeys(r.method for r in runs))
   keys = [k for k, _ in COLUMNS] + ["selected_step", "train_time", "compile_time", "step_time"]
@@ -208,29 +216,103 @@ def report(sweep: Sweep, *, compared: str = "came") -> Report:
     for m in methods:
       if m != REFERENCE:
         cis[m] = intervals(runs, m, num_samples=config.bootstrap_samples)
-  n_seeds = len(config.seeds)
+  return {
+      "config": dataclasses.asdict(config),
+      "summary": {m: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in row.items()}
+                  for m, row in summary.items()},
+      "intervals": cis,
+      "ls_tuned": {k: (v if k != "val_ce_f1" else {str(w): x for w, x in v.items()})
+                   for k, v in sweep.tuning.items()},
+      "plain_ls_step_time": sweep.plain_ls_step_time,
+      "num_test_studies": len(runs[0].outputs),
+      "runs": [{"method": r.method, "seed": r.seed, "task_weights": list(r.task_weights),
+                "metrics": r.metrics, "selected_step": r.selected_step,
+                "val_curve": r.val_curve, "train_time": r.train_time,
+                "compile_time": r.compile_time, "step_time": r.step_time,
+                "eval_time": r.eval_time, "num_params": r.num_params,
+                "resumed_from": r.resumed_from,
+                **({"probes": r.probes} if r.probes else {})} for r in runs],
+      "wall_time": sweep.wall_time,
+  }
+
+
+def report(sweep: Sweep, *, compared: str = "came") -> Report:
+  """Markdown tables of a sweep (see the module docstring): :func:`render` of :func:`results`."""
+  data = results(sweep)
+  return Report(markdown=render(data, compared=compared), summary=data["summary"],
+                intervals=data["intervals"])
+
+
+def render(data: dict, *, compared: str = "came") -> str:
+  """The Markdown tables of a sweep from what ``results.json`` holds (:func:`results`).
+
+  ``compared`` is the method of the per-observation table and of the detailed interval table
+  (every method's CE-F1 interval against LS is in the main table).
+  """
+  config, summary, cis = data["config"], data["summary"], data["intervals"]
+  methods = list(summary)
+  seeds = list(config["seeds"])
   lines = []
 
   # Main table: every method, mean ± sample std, CE-F1 minus LS with its interval.
   header = ["method", *(title for _, title in COLUMNS), "CE-F1 macro − LS [95% CI]",
             "selected step", "step time / plain LS"]
   lines += [_row(header), "|---|" + "---:|" * (len(header) - 1)]
+  plain = data["plain_ls_step_time"]
   for m in methods:
     row = summary[m]
     diff = "-" if m not in cis else (
         f"{cis[m]['ce_f1']['diff']:+.3f} "
         f"{stats.format_interval(cis[m]['ce_f1']['low'], cis[m]['ce_f1']['high'])}")
-    ratio = row["step_time"][0] / sweep.plain_ls_step_time
+    ratio = row["step_time"]["mean"] / plain
     lines.append(_row([m, *(_cell(row, k) for k, _ in COLUMNS), diff,
                        _cell(row, "selected_step", 0), f"{ratio:.2f}"]))
   lines.append("")
-  lines.append(_footer(sweep, n_seeds))
+  lines.append(_footer(data, len(seeds)))
+
+  # Per seed: CE-F1 macro of every method, and its difference to LS.
+  runs = data["runs"]
+  by = {(r["method"], r["seed"]): r["metrics"]["ce_f1"] for r in runs}
+  lines += ["", "CE-F1 macro per seed (difference to LS in brackets):", "",
+            _row(["method", *(f"seed {s}" for s in seeds)]), "|---|" + "---:|" * len(seeds)]
+  for m in methods:
+    cells = []
+    for s in seeds:
+      if (m, s) not in by:
+        cells.append("-")
+      elif m == REFERENCE or (REFERENCE, s) not in by:
+        cells.append(f"{by[(m, s)]:.3f}")
+      else:
+        cells.append(f"{by[(m, s)]:.3f} ({by[(m, s)] - by[(REFERENCE, s)]:+.3f})")
+    lines.append(_row([m, *cells]))
+
+  # Probed runs (main --probe): the cls task against its label prior, the classifier's AUROC.
+  probed = [r for r in runs if r.get("probes")]
+  if probed:
+    last = probed[0]["probes"][-1][1]
+    frequent = [k for k in last["auroc"] if k != "mean"]
+    lines += ["", f"Probed runs at step {probed[0]['probes'][-1][0]}, on the first "
+              f"{last['num_studies']} training studies (full batch): the cls loss against the "
+              "cls loss of the label frequencies (the prior), and the classifier's test AUROC "
+              "(positive or uncertain) on the frequent observations; the full-batch cosine of "
+              "the nll and cls gradients on the encoder, mean over the checkpoints "
+              f"{[step for step, _ in probed[0]['probes']]}:", "",
+              _row(["run", "cls loss", "prior", "below prior", *(f"AUROC {k}" for k in frequent),
+                    "AUROC mean", "encoder cosine"]),
+              "|---|" + "---:|" * (5 + len(frequent))]
+    for r in probed:
+      p = r["probes"][-1][1]
+      cls, prior = p["losses"]["cls"], p["losses"]["cls_prior"]
+      cosine = np.mean([q["encoder"]["cosine"] for _, q in r["probes"]])
+      lines.append(_row([f"{r['method']} seed {r['seed']}", f"{cls:.3f}", f"{prior:.3f}",
+                         f"{100 * (1 - cls / prior):.0f}%",
+                         *(f"{p['auroc'][k]:.3f}" for k in frequent),
+                         f"{p['auroc']['mean']:.3f}", f"{cosine:+.3f}"]))
 
   # Paired intervals of the compared method minus LS, every interval metric.
   if compared in cis:
     lines += ["", f"**{compared} minus {REFERENCE}**, paired 95% bootstrap interval "
-              f"({config.bootstrap_samples} resamples of seeds, then of test studies within "
-              "each seed):", "",
+              f"({config['bootstrap_samples']} resamples; `stats.paired_bootstrap`):", "",
               _row(["metric", REFERENCE, compared, "difference", "95% CI"]),
               "|---|---:|---:|---:|---:|"]
     titles: dict[str, str] = dict(COLUMNS)
@@ -247,7 +329,7 @@ def report(sweep: Sweep, *, compared: str = "came") -> Report:
               _row(["observation", "test positives", *(f"F1 {m}" for m in shown)]),
               "|---|---:|" + "---:|" * len(shown)]
     for name in OBSERVATIONS:
-      support = summary[shown[0]][f"ce_support/{name}"][0]
+      support = summary[shown[0]][f"ce_support/{name}"]["mean"]
       lines.append(_row([name, f"{support:.0f}",
                          *(_cell(summary[m], f"ce_f1/{name}") for m in shown)]))
 
@@ -259,41 +341,46 @@ def report(sweep: Sweep, *, compared: str = "came") -> Report:
                   "ratio to plain LS"]), "|---|---:|---:|---:|---:|"]
   for m in methods:
     row = summary[m]
-    compile_total = sum(r.compile_time for r in runs if r.method == m)
+    compile_total = sum(r["compile_time"] for r in runs if r["method"] == m)
     lines.append(_row([m, f"{compile_total:.1f}", _cell(row, "train_time", 1),
-                       f"{1e3 * row['step_time'][0]:.1f}",
-                       f"{row['step_time'][0] / sweep.plain_ls_step_time:.2f}"]))
-  lines.append(_row(["plain LS (one backward pass)", "-", "-",
-                     f"{1e3 * sweep.plain_ls_step_time:.1f}", "1.00"]))
-  if sweep.tuning:
-    t = sweep.tuning
-    grid = ", ".join(f"{w:g}: {v:.3f}" for w, v in t["val_ce_f1"].items())
+                       f"{1e3 * row['step_time']['mean']:.1f}",
+                       f"{row['step_time']['mean'] / plain:.2f}"]))
+  lines.append(_row(["plain LS (one backward pass)", "-", "-", f"{1e3 * plain:.1f}", "1.00"]))
+  if data.get("ls_tuned"):
+    t = data["ls_tuned"]
+    grid = ", ".join(f"{float(w):g}: {v:.3f}" for w, v in t["val_ce_f1"].items())
     lines += ["", f"`{LS_TUNED}`: cls weight selected on val from the grid {{{grid}}} (mean "
               f"best val CE-F1 over seeds): **{t['selected']:g}**; cost {t['extra_runs']} extra "
               f"LS runs, {t['extra_train_time']:.0f} s of training."]
-  return Report(markdown="\n".join(lines), summary=summary, intervals=cis)
+  return "\n".join(lines)
 
 
 def _row(cells: Sequence[str]) -> str:
   return "| " + " | ".join(cells) + " |"
 
 
-def _footer(sweep: Sweep, n_seeds: int) -> str:
-  config, run0 = sweep.config, sweep.runs[0]
+def _footer(data: dict, n_seeds: int) -> str:
+  config = data["config"]
   spread = "mean ± sample std (ddof=1)" if n_seeds > 1 else "one seed, no std"
-  seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''} ({', '.join(map(str, config.seeds))})"
+  seeds = f"{n_seeds} seed{'s' if n_seeds > 1 else ''} ({', '.join(map(str, config['seeds']))})"
+  recipe = "" if config.get("recipe", "default") == "default" else (
+      f", recipe `{config['recipe']}`")
+  resumed = ", ".join(f"{r['method']} seed {r['seed']} from step {r['resumed_from']}"
+                      for r in data["runs"] if r.get("resumed_from"))
   return (f"{seeds}, {spread}; config "
-          f"`{config.name}`: tasks {list(config.tasks)}, weights {list(config.task_weights)}, "
-          f"{config.num_steps} steps of batch {config.batch_size}, model selected on val "
-          f"CE-F1 every {config.eval_every} steps, {run0.num_params:,} parameters; "
-          f"{len(run0.outputs)} test studies; sweep wall time {sweep.wall_time:.0f} s."
+          f"`{config['name']}`: tasks {list(config['tasks'])}, weights "
+          f"{list(config['task_weights'])}, {config['num_steps']} steps of batch "
+          f"{config['batch_size']}{recipe}, model selected on val CE-F1 every "
+          f"{config['eval_every']} steps, {data['runs'][0]['num_params']:,} parameters; "
+          f"{data['num_test_studies']} test studies; sweep wall time {data['wall_time']:.0f} s."
+          + (f" Resumed from checkpoints: {resumed}." if resumed else "")
           + _labeler_note(config))
 
 
-def _labeler_note(config) -> str:
+def _labeler_note(config: dict) -> str:
   """Which labeler read each side of the CE tables (never a mix)."""
-  if not config.labels_path:
+  if not config.get("labels_path"):
     return " CE: both sides labelled by the rule-based labeler."
   return (f" CE: both sides labelled by the rule-based labeler; the cls task trained on "
-          f"{config.labels_path}. To score with that labeler, label each run's reports.json "
+          f"{config['labels_path']}. To score with that labeler, label each run's reports.json "
           "with it and run python -m examples.rrg.evaluation.score --hyp-labels ... --ref-labels ....")

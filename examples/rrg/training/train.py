@@ -28,7 +28,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import jax
@@ -77,11 +77,57 @@ class Method:
 
 
 def learning_rate(config) -> optax.Schedule:
-  """Linear warmup over ``config.warmup_steps`` (a fraction of the budget), cosine to 10%."""
+  """Linear warmup over ``config.warmup_steps`` (a fraction of the budget), cosine to 10%.
+
+  The warmup starts at 0, or with ``config.recipe == "paper"`` at 1% of the peak: the paper's
+  trainer warms up from 5e-7 to 5e-5 and decays to 5e-6, which are these ratios at its peak.
+  """
+  start = PAPER_WARMUP_START * config.learning_rate if config.recipe == "paper" else 0.0
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate, warmup_steps=config.warmup_steps,
+      init_value=start, peak_value=config.learning_rate, warmup_steps=config.warmup_steps,
       decay_steps=max(config.num_steps, config.warmup_steps + 1),
       end_value=0.1 * config.learning_rate)
+
+
+# The paper's trainer (vpsg-research/CAME-Grad, modules/trainer.py), as ``config.recipe``
+# "paper": AdamW betas (0.9, 0.999) with weight decay 0.05 on parameters of ndim >= 2 only,
+# the warmup's start as a fraction of the peak, and the LS path's clip_grad_value_(0.1).
+PAPER_WEIGHT_DECAY = 0.05
+PAPER_WARMUP_START = 0.01
+PAPER_CLIP_VALUE = 0.1
+CLIPPED_IN_PAPER = ("ls", "ls_plain")
+"""The methods whose update the paper's recipe clips by value (its LS step); CAME-Grad's
+step is not clipped, and the paper says nothing of the others, which are left unclipped."""
+
+
+def decay_mask(params):
+  """True on the parameters weight decay applies to under the paper's recipe: ``ndim >= 2``
+  (kernels, embeddings) and not a bias; biases (also the 2-D ones of attention), norm scales and
+  other 1-D parameters get none, as in the paper's trainer (``ndim < 2`` or "bias" in the name).
+  """
+  def decayed(path, p):
+    last = path[-1] if path else None
+    name = str(getattr(last, "key", getattr(last, "name", last)))
+    return bool(jnp.ndim(p) >= 2 and "bias" not in name)
+
+  return jax.tree_util.tree_map_with_path(decayed, params)
+
+
+def base_optimizer(config, name: str) -> optax.GradientTransformation:
+  """The optimizer after the method's transformation: AdamW of ``config.recipe``.
+
+  ``"default"``: AdamW (betas 0.9, 0.999) with ``config.weight_decay`` on every parameter.
+  ``"paper"``: weight decay 0.05 on ``ndim >= 2`` parameters only (:func:`decay_mask`), and
+  for LS (:data:`CLIPPED_IN_PAPER`) the gradient clipped to [-0.1, 0.1] before AdamW.
+  """
+  if config.recipe != "paper":
+    return optax.adamw(learning_rate(config), b1=0.9, b2=0.999,
+                       weight_decay=config.weight_decay)
+  adamw = optax.adamw(learning_rate(config), b1=0.9, b2=0.999,
+                      weight_decay=PAPER_WEIGHT_DECAY, mask=decay_mask)
+  if name in CLIPPED_IN_PAPER:
+    return optax.chain(optax.clip(PAPER_CLIP_VALUE), adamw)
+  return adamw
 
 
 # Method -> the config fields of its hyperparameters (the registry's defaults for the rest).
@@ -104,7 +150,7 @@ def make_method(config, name: str | None = None) -> Method:
     ValueError: ``name`` is not in ``came_grad_jax.method_names()`` (nor ``"ls_plain"``).
   """
   name = config.method if name is None else name
-  adamw = optax.adamw(learning_rate(config), weight_decay=config.weight_decay)
+  adamw = base_optimizer(config, name)
   if name == "ls_plain":
     return Method(name, "loss", adamw)
   if name not in cg.method_names():
@@ -327,6 +373,10 @@ class RunResult:
   hypotheses: list[str]
   outputs: Any
   """``per_study.StudyOutputs`` on the test split."""
+  probes: list = dataclasses.field(default_factory=list)
+  """``[(step, measurements), ...]`` of the run's probe (see :func:`train_and_evaluate`)."""
+  resumed_from: int | None = None
+  """The step of the checkpoint the run resumed from (None: trained from the start)."""
 
 
 def load_data(config) -> tuple[dict, Any]:
@@ -336,7 +386,7 @@ def load_data(config) -> tuple[dict, Any]:
   if config.data == "synthetic":
     return input_pipeline.synthetic_dataset(
         config.num_train, config.num_val, config.num_test, image_size=config.image_size,
-        max_len=config.max_len, seed=config.data_seed)
+        max_len=config.max_len, seed=config.data_seed, disjoint=config.disjoint)
   return input_pipeline.load_r2gen(
       config.ann_path, config.image_dir, dataset=config.dataset, image_size=config.image_size,
       max_len=config.max_len, min_count=config.min_count, labels_path=config.labels_path)
@@ -378,8 +428,237 @@ def _evaluation_steps(config) -> set[int]:
       config.num_steps}
 
 
+@dataclasses.dataclass
+class TrainState:
+  """What a run trains and how: the model, its optimizer, the step and the batch stream."""
+
+  model: Any
+  optimizer: nnx.Optimizer
+  step_fn: Callable
+  weighting_state: Any
+  stream: Any
+  mesh: Any = None
+
+
+@dataclasses.dataclass
+class Progress:
+  """Where a run is: what resuming restores and the loop advances."""
+
+  start: int = 0
+  """The first step still to take (0, or the step of the restored checkpoint)."""
+  history: list = dataclasses.field(default_factory=list)
+  train_time: float = 0.0
+  compile_time: float = 0.0
+  eval_time: float = 0.0
+  val_curve: list = dataclasses.field(default_factory=list)
+  best: tuple | None = None
+  """``(val CE-F1, step, host parameters)`` of the best evaluation so far."""
+  probes: list = dataclasses.field(default_factory=list)
+  """``[(step, probe(step, model)), ...]`` (see :func:`train_and_evaluate`)."""
+
+
+@dataclasses.dataclass
+class _Checkpoints:
+  latest: Any
+  best: Any
+
+
+def create_train_state(config, method: Method, data: tuple[dict, Any]) -> TrainState:
+  """A fresh model of ``config.seed``, its optimizer, the step and the training batch stream.
+
+  With ``config.mesh`` the parameters, optimizer state and batches are split over the device
+  mesh (``sharding.py``).
+  """
+  from examples.rrg.data import input_pipeline  # pylint: disable=import-outside-toplevel
+
+  splits, tokenizer = data
+  train_split = splits["train"]
+  model = create_model(config, tokenizer, train_split, config.seed)
+  weighting_state = (None if method.weighting is None
+                     else method.weighting.init(len(config.tasks)))
+  step_fn = step_function(config, method)
+  if not config.mesh:
+    stream = input_pipeline.train_iterator(train_split, config.batch_size, config.seed,
+                                           workers=config.workers)
+    return TrainState(model, create_optimizer(config, model, method), step_fn,
+                      weighting_state, stream)
+  from examples.rrg.training import sharding  # pylint: disable=import-outside-toplevel
+  if config.checkpoint_every:
+    raise ValueError("checkpoints are not supported with a mesh (config.mesh)")
+  mesh = sharding.make_mesh(config.mesh)
+  optimizer, step_fn = sharding.distribute(
+      mesh, model, lambda: create_optimizer(config, model, method), step_fn)
+  stream = sharding.local_batches(train_split, config.batch_size, config.seed, mesh)
+  return TrainState(model, optimizer, step_fn, weighting_state, stream, mesh)
+
+
+def restore_or_start(config, state: TrainState, method: Method, data: tuple[dict, Any],
+                     run_dir: str) -> tuple[Progress, _Checkpoints | None]:
+  """The run's :class:`Progress`: fresh, or restored from ``run_dir/checkpoints``.
+
+  Without ``config.checkpoint_every`` nothing is saved (the checkpoints are None). A restored
+  run continues exactly where it stopped: model, optimizer, data position, history, val curve
+  and the parameters of the best evaluation so far.
+  """
+  if not config.checkpoint_every:
+    return Progress(), None
+  from examples.rrg.training import checkpoint  # pylint: disable=import-outside-toplevel
+
+  ckpt = _Checkpoints(
+      checkpoint.manager(os.path.join(run_dir, "checkpoints")),
+      checkpoint.manager(os.path.join(run_dir, "checkpoints_best"), max_to_keep=1))
+  ignore = checkpoint.BOOKKEEPING_FIELDS | _BOOKKEEPING
+  restored = checkpoint.restore(ckpt.latest, state.model, state.optimizer, config=config,
+                                data_iterator=state.stream, ignore=ignore)
+  if restored is None:
+    return Progress(), ckpt
+  progress = Progress(
+      start=restored["step"], train_time=restored["train_time"],
+      history=[{k: np.asarray(v) for k, v in h.items()} for h in restored["history"]],
+      val_curve=[tuple(p) for p in restored["val_curve"]])
+  if restored["best_step"] is not None:
+    splits, tokenizer = data
+    holder = create_model(config, tokenizer, splits["train"], config.seed)
+    checkpoint.restore(ckpt.best, holder, create_optimizer(config, holder, method),
+                       step=restored["best_step"], config=config, ignore=ignore)
+    progress.best = (restored["best_val"], restored["best_step"], _params(holder))
+  return progress, ckpt
+
+
+def _local_model(state: TrainState):
+  """The model as one process's full copy (itself without a mesh)."""
+  if state.mesh is None:
+    return state.model
+  from examples.rrg.training import sharding  # pylint: disable=import-outside-toplevel
+  return sharding.local_copy(state.model)
+
+
+def evaluate_and_select(config, state: TrainState, progress: Progress, step: int, val,
+                        tokenizer, ckpt: _Checkpoints | None) -> float:
+  """Val CE-F1 after ``step``; keeps the parameters (and a checkpoint) if it is the best."""
+  local = _local_model(state)
+  score = validation_ce_f1(local, val, tokenizer,
+                           batch_size=min(config.eval_batch_size, len(val)))
+  progress.val_curve.append((step, score))
+  if progress.best is None or score >= progress.best[0]:  # ties: the later, more trained step
+    progress.best = (score, step, _params(local))
+    if ckpt is not None:
+      from examples.rrg.training import checkpoint  # pylint: disable=import-outside-toplevel
+      checkpoint.save(ckpt.best, step, state.model, state.optimizer, data_seed=config.seed,
+                      config=config)
+  return score
+
+
+def save_checkpoint(config, state: TrainState, progress: Progress, step: int,
+                    ckpt: _Checkpoints) -> None:
+  """Saves the model, optimizer, data position and the bookkeeping of ``progress``."""
+  from examples.rrg.training import checkpoint  # pylint: disable=import-outside-toplevel
+
+  progress.history = jax.device_get(progress.history)
+  best = progress.best
+  checkpoint.save(ckpt.latest, step, state.model, state.optimizer, data_seed=config.seed,
+                  config=config, data_iterator=state.stream, extra={
+      "train_time": progress.train_time, "val_curve": progress.val_curve,
+      "best_step": None if best is None else best[1],
+      "best_val": None if best is None else best[0],
+      "history": [{k: np.asarray(v).tolist() for k, v in h.items()}
+                  for h in progress.history]})
+
+
+def train_loop(config, state: TrainState, progress: Progress, data: tuple[dict, Any],
+               ckpt: _Checkpoints | None, *, show_progress: bool = True,
+               probe: Callable | None = None, probe_steps: Collection[int] = ()) -> None:
+  """Steps ``progress.start`` to ``config.num_steps``: train, evaluate on val, checkpoint.
+
+  The first step (compilation) is timed apart, evaluation and probes too: ``train_time`` is
+  the training steps alone.
+  """
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
+  splits, tokenizer = data
+  eval_steps = _evaluation_steps(config)
+  bar = tqdm(range(progress.start, config.num_steps), desc=config.run_name(),
+             disable=not show_progress, leave=True, dynamic_ncols=True)
+  if probe is not None and progress.start == 0 and 0 in probe_steps:
+    progress.probes.append((0, probe(0, _local_model(state))))
+  t0 = time.perf_counter()
+  for step in bar:
+    metrics, state.weighting_state = state.step_fn(state.model, state.optimizer,
+                                                   state.weighting_state, next(state.stream))
+    progress.history.append(metrics)
+    if step == progress.start:  # the first step compiles: kept out of train_time
+      jax.block_until_ready(metrics)
+      progress.compile_time = time.perf_counter() - t0
+      t0 = time.perf_counter()
+    if show_progress and (step + 1) % config.log_every == 0:
+      bar.set_postfix({t: f"{l:.3f}" for t, l in zip(config.tasks,
+                                                      np.asarray(metrics["losses"]))})
+    done = step + 1
+    if done in eval_steps or (probe is not None and done in probe_steps):
+      jax.block_until_ready(metrics)
+      progress.train_time += time.perf_counter() - t0
+      t_eval = time.perf_counter()
+      if done in eval_steps:
+        evaluate_and_select(config, state, progress, done, splits["val"], tokenizer, ckpt)
+      if probe is not None and done in probe_steps:
+        progress.probes.append((done, probe(done, _local_model(state))))
+      progress.eval_time += time.perf_counter() - t_eval
+      t0 = time.perf_counter()
+    if ckpt is not None and (done % config.checkpoint_every == 0 or done == config.num_steps):
+      save_checkpoint(config, state, progress, done, ckpt)
+  bar.close()
+  if hasattr(state.stream, "close"):  # stops Grain's reader threads and worker processes
+    state.stream.close()
+  progress.history = jax.device_get(progress.history)
+  if state.mesh is not None:
+    from examples.rrg.training import sharding  # pylint: disable=import-outside-toplevel
+    sharding.gather_model(state.model)  # test on each process's own full copy
+  if ckpt is not None:
+    ckpt.latest.wait_until_finished()
+    ckpt.best.wait_until_finished()
+
+
+def evaluate_selected(config, state: TrainState, progress: Progress,
+                  data: tuple[dict, Any]) -> tuple[dict, list[str], Any]:
+  """Loads the parameters of the best val step and evaluates them on the test split."""
+  splits, tokenizer = data
+  t_eval = time.perf_counter()
+  best = progress.best
+  if best is not None and best[1] != config.num_steps:
+    _load_params(state.model, best[2])
+  test = splits["test"]
+  out = evaluate(state.model, test, tokenizer, tasks=config.tasks,
+                 batch_size=min(config.eval_batch_size, len(test)),
+                 temperature=config.temperature, meteor=config.meteor,
+                 beam_size=config.beam_size, length_penalty=config.length_penalty)
+  progress.eval_time += time.perf_counter() - t_eval
+  return out
+
+
+def write_run_files(result: RunResult, config, test, tokenizer, run_dir: str) -> None:
+  """``curves.*``, TensorBoard events, ``reports.json`` and ``metrics.json`` of a run."""
+  from examples.rrg.training import curves  # pylint: disable=import-outside-toplevel
+
+  if result.history:
+    curves.write(result.history, config.tasks, run_dir)
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, "reports.json"), "w", encoding="utf-8") as f:
+    json.dump([{"id": test.ids[i], "reference": tokenizer.decode(test.tokens[i]),
+                "generated": result.hypotheses[i]} for i in range(len(test))], f, indent=1)
+  with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
+    json.dump({"method": result.method, "seed": result.seed,
+               "task_weights": list(result.task_weights), "test": result.metrics,
+               "val_curve": result.val_curve, "selected_step": result.selected_step,
+               "train_time": result.train_time, "compile_time": result.compile_time,
+               "step_time": result.step_time, "eval_time": result.eval_time,
+               "resumed_from": result.resumed_from,
+               **({"probes": result.probes} if result.probes else {})}, f, indent=1)
+
+
 def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = None,
-                       method: Method | None = None, progress: bool = True) -> RunResult:
+                       method: Method | None = None, progress: bool = True,
+                       probe: Callable | None = None,
+                       probe_steps: Collection[int] = ()) -> RunResult:
   """Trains ``config.method`` with ``config.seed`` for ``config.num_steps``, then tests it.
 
   The val split is evaluated (CE-F1) every ``config.eval_every`` steps and at the end; the
@@ -391,6 +670,10 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
   process of ``jax.distributed`` (``sharding.py``, ``launch.py``); evaluation runs on each
   process's full copy of the parameters.
 
+  The steps, as in Flax's examples: :func:`create_train_state`, :func:`restore_or_start`,
+  :func:`train_loop` (with :func:`evaluate_and_select` and :func:`save_checkpoint`),
+  :func:`evaluate_selected`, :func:`write_run_files`.
+
   Args:
     config: a ``configs.Config``.
     workdir: the output folder.
@@ -398,139 +681,42 @@ def train_and_evaluate(config, workdir: str, *, data: tuple[dict, Any] | None = 
     method: the :class:`Method` of ``config.method``, to share one compiled train step between
       the seeds of a method (``make_method(config)`` when None).
     progress: show a progress bar.
+    probe: ``probe(step, model) -> dict`` of JSON-able measurements, called after each step of
+      ``probe_steps`` (0: before the first step), outside the timed training; its results are
+      ``RunResult.probes``. Not restored on resume: a resumed run probes from where it resumes.
+    probe_steps: the steps to probe after.
 
   Returns:
     The :class:`RunResult`.
   """
-  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-
-  from examples.rrg.data import input_pipeline
-  from examples.rrg.training import curves  # pylint: disable=import-outside-toplevel
-
-  splits, tokenizer = load_data(config) if data is None else data
+  data = load_data(config) if data is None else data
   method = make_method(config) if method is None else method
   if method.name not in (config.method, "ls_plain"):
     raise ValueError(f"method {method.name!r} is not config.method={config.method!r}")
   run_dir = os.path.join(workdir, config.run_name())
-  train_split, val = splits["train"], splits["val"]
-  eval_batch = min(config.eval_batch_size, len(val))
-  model = create_model(config, tokenizer, train_split, config.seed)
-  weighting_state = (None if method.weighting is None
-                     else method.weighting.init(len(config.tasks)))
-  step_fn = step_function(config, method)
-  mesh = None
-  if config.mesh:  # parameters, optimizer state and batches split over devices
-    from examples.rrg.training import sharding  # pylint: disable=import-outside-toplevel
-    if config.checkpoint_every:
-      raise ValueError("checkpoints are not supported with a mesh (config.mesh)")
-    mesh = sharding.make_mesh(config.mesh)
-    optimizer, step_fn = sharding.distribute(
-        mesh, model, lambda: create_optimizer(config, model, method), step_fn)
-  else:
-    optimizer = create_optimizer(config, model, method)
-
-  start, history, train_time = 0, [], 0.0
-  val_curve, best = [], None  # best: (val CE-F1, step, host parameters)
-  stream = (input_pipeline.train_iterator(train_split, config.batch_size, config.seed,
-                                          workers=config.workers)
-            if mesh is None else
-            sharding.local_batches(train_split, config.batch_size, config.seed, mesh))
-  manager = None
-  if config.checkpoint_every:
-    from examples.rrg.training import checkpoint  # pylint: disable=import-outside-toplevel
-    manager = checkpoint.manager(os.path.join(run_dir, "checkpoints"))
-    best_manager = checkpoint.manager(os.path.join(run_dir, "checkpoints_best"), max_to_keep=1)
-    ignore = checkpoint.BOOKKEEPING_FIELDS | _BOOKKEEPING
-    restored = checkpoint.restore(manager, model, optimizer, config=config,
-                                  data_iterator=stream, ignore=ignore)
-    if restored is not None:
-      start, train_time = restored["step"], restored["train_time"]
-      history = [{k: np.asarray(v) for k, v in h.items()} for h in restored["history"]]
-      val_curve = [tuple(p) for p in restored["val_curve"]]
-      if restored["best_step"] is not None:
-        holder = create_model(config, tokenizer, train_split, config.seed)
-        checkpoint.restore(best_manager, holder, create_optimizer(config, holder, method),
-                           step=restored["best_step"], config=config, ignore=ignore)
-        best = (restored["best_val"], restored["best_step"], _params(holder))
-
-  eval_steps = _evaluation_steps(config)
-  compile_time, eval_time = 0.0, 0.0
-  bar = tqdm(range(start, config.num_steps), desc=config.run_name(), disable=not progress,
-             leave=True, dynamic_ncols=True)
-  t0 = time.perf_counter()
-  for step in bar:
-    metrics, weighting_state = step_fn(model, optimizer, weighting_state, next(stream))
-    history.append(metrics)
-    if step == start:  # the first step compiles: kept out of train_time
-      jax.block_until_ready(metrics)
-      compile_time = time.perf_counter() - t0
-      t0 = time.perf_counter()
-    if progress and (step + 1) % config.log_every == 0:
-      bar.set_postfix({t: f"{l:.3f}" for t, l in zip(config.tasks, np.asarray(metrics["losses"]))})
-    if step + 1 in eval_steps:
-      jax.block_until_ready(metrics)
-      train_time += time.perf_counter() - t0
-      t_eval = time.perf_counter()
-      local = model if mesh is None else sharding.local_copy(model)
-      score = validation_ce_f1(local, val, tokenizer, batch_size=eval_batch)
-      val_curve.append((step + 1, score))
-      if best is None or score >= best[0]:  # ties: the later, more trained step
-        best = (score, step + 1, _params(local))
-        if manager is not None:
-          checkpoint.save(best_manager, step + 1, model, optimizer, data_seed=config.seed,
-                          config=config)
-      eval_time += time.perf_counter() - t_eval
-      t0 = time.perf_counter()
-    if manager is not None and ((step + 1) % config.checkpoint_every == 0
-                                or step + 1 == config.num_steps):
-      history = jax.device_get(history)
-      checkpoint.save(manager, step + 1, model, optimizer, data_seed=config.seed,
-                      config=config, data_iterator=stream, extra={
-          "train_time": train_time, "val_curve": val_curve,
-          "best_step": None if best is None else best[1],
-          "best_val": None if best is None else best[0],
-          "history": [{k: np.asarray(v).tolist() for k, v in h.items()} for h in history]})
-  bar.close()
-  if hasattr(stream, "close"):  # stops Grain's reader threads and worker processes
-    stream.close()
-  history = jax.device_get(history)
-  if mesh is not None:
-    sharding.gather_model(model)  # test on each process's own full copy
-  if manager is not None:
-    manager.wait_until_finished()
-    best_manager.wait_until_finished()
-  trained = max(config.num_steps - start - 1, 1)  # steps inside train_time
-
-  t_eval = time.perf_counter()
-  if best is not None and best[1] != config.num_steps:
-    _load_params(model, best[2])
-  test = splits["test"]
-  results, hyps, outputs = evaluate(
-      model, test, tokenizer, tasks=config.tasks, batch_size=min(config.eval_batch_size,
-                                                                  len(test)),
-      temperature=config.temperature, meteor=config.meteor, beam_size=config.beam_size,
-      length_penalty=config.length_penalty)
-  eval_time += time.perf_counter() - t_eval
+  state = create_train_state(config, method, data)
+  done, ckpt = restore_or_start(config, state, method, data, run_dir)
+  start = done.start
+  if start:
+    print(f"{config.run_name()}: resumed from its checkpoint at step {start} "
+          f"({os.path.join(run_dir, 'checkpoints')})", flush=True)
+  train_loop(config, state, done, data, ckpt, show_progress=progress, probe=probe,
+             probe_steps=set(probe_steps))
+  results, hyps, outputs = evaluate_selected(config, state, done, data)
+  history = done.history
   stacked = {k: np.stack([np.asarray(h[k]) for h in history]) for k in (history[0] if history
                                                                           else {})}
+  trained = max(config.num_steps - start - 1, 1)  # steps inside train_time
   result = RunResult(
       method=config.method, seed=config.seed, task_weights=tuple(config.task_weights),
-      metrics=results, history=stacked, val_curve=val_curve,
-      selected_step=config.num_steps if best is None else best[1], train_time=train_time,
-      compile_time=compile_time, step_time=train_time / trained, eval_time=eval_time,
-      num_params=models.count_params(model), hypotheses=hyps, outputs=outputs)
-  if stacked:
-    curves.write(stacked, config.tasks, run_dir)
-  os.makedirs(run_dir, exist_ok=True)
-  with open(os.path.join(run_dir, "reports.json"), "w", encoding="utf-8") as f:
-    json.dump([{"id": test.ids[i], "reference": tokenizer.decode(test.tokens[i]),
-                "generated": hyps[i]} for i in range(len(test))], f, indent=1)
-  with open(os.path.join(run_dir, "metrics.json"), "w", encoding="utf-8") as f:
-    json.dump({"method": result.method, "seed": result.seed,
-               "task_weights": list(result.task_weights), "test": results,
-               "val_curve": val_curve, "selected_step": result.selected_step,
-               "train_time": train_time, "compile_time": compile_time,
-               "step_time": result.step_time, "eval_time": eval_time}, f, indent=1)
+      metrics=results, history=stacked, val_curve=done.val_curve,
+      selected_step=config.num_steps if done.best is None else done.best[1],
+      train_time=done.train_time, compile_time=done.compile_time,
+      step_time=done.train_time / trained, eval_time=done.eval_time,
+      num_params=models.count_params(state.model), hypotheses=hyps, outputs=outputs,
+      probes=done.probes, resumed_from=start or None)
+  splits, tokenizer = data
+  write_run_files(result, config, splits["test"], tokenizer, run_dir)
   return result
 
 

@@ -1,0 +1,123 @@
+"""The conflict dial (an independent set of findings as cls targets), the bottleneck and the
+full-batch measurements of the conflict study."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from examples.rrg import configs, conflict, models
+from examples.rrg.data import input_pipeline, synthetic
+from examples.rrg.evaluation.labeler import OBSERVATIONS, POSITIVE, UNCERTAIN
+
+
+def test_the_independent_set_is_drawn_and_leaves_reports_and_labels_alone():
+  plain = synthetic.generate(60, image_size=32, seed=5)
+  both = synthetic.generate(60, image_size=32, seed=5, independent=True)
+  assert plain.independent_labels is None
+  assert both.reports == plain.reports
+  np.testing.assert_array_equal(both.labels, plain.labels)
+  # Independent of the report's findings: another draw, at the same prevalences.
+  assert not np.array_equal(both.independent_labels, both.labels)
+  drawn = [OBSERVATIONS.index(o) for o in synthetic.PREVALENCE]  # No Finding, Pneumonia: not
+  shown = np.isin(both.independent_labels[:, drawn], (POSITIVE, UNCERTAIN)).any(axis=1)
+  changed = np.abs(both.images - plain.images).reshape(60, -1).max(axis=1) > 1e-6
+  np.testing.assert_array_equal(changed, shown)  # drawn iff the second set has a finding
+  # Opposite brightness: a second-set pacemaker/tube/line darkens where metal would brighten.
+  devices = both.independent_labels[:, OBSERVATIONS.index("Support Devices")] == POSITIVE
+  only_devices = devices & (np.isin(both.independent_labels[:, drawn],
+                                    (POSITIVE, UNCERTAIN)).sum(1) == 1)
+  assert only_devices.any()
+  assert (both.images[only_devices] - plain.images[only_devices]).sum() < 0
+
+
+def test_disjoint_moves_a_share_of_the_cls_targets_to_the_independent_set():
+  kwargs = {"image_size": 32, "seed": 2}
+  base, _ = input_pipeline.synthetic_dataset(40, 8, 8, **kwargs)
+  zero, _ = input_pipeline.synthetic_dataset(40, 8, 8, disjoint=0.0, **kwargs)
+  half, _ = input_pipeline.synthetic_dataset(40, 8, 8, disjoint=0.5, **kwargs)
+  one, _ = input_pipeline.synthetic_dataset(40, 8, 8, disjoint=1.0, **kwargs)
+  for name in ("train", "test"):
+    report_labels = base[name].labels
+    for s in (zero, half, one):  # CE always scores against the report's own labels
+      np.testing.assert_array_equal(s[name].reference_labels, report_labels)
+      np.testing.assert_array_equal(s[name].tokens, base[name].tokens)
+    np.testing.assert_array_equal(zero[name].labels, report_labels)
+    moved = [OBSERVATIONS.index(o) for o in input_pipeline.disjoint_observations(0.5)]
+    kept = [j for j in range(14) if j not in moved]
+    assert len(moved) == 7
+    np.testing.assert_array_equal(half[name].labels[:, kept], report_labels[:, kept])
+    np.testing.assert_array_equal(half[name].labels[:, moved], one[name].labels[:, moved])
+    assert not np.array_equal(one[name].labels, report_labels)
+  # The dial's images are the same at every value: only the targets move.
+  np.testing.assert_array_equal(zero["train"].images, one["train"].images)
+  assert not np.array_equal(zero["train"].images, base["train"].images)
+  with pytest.raises(ValueError, match="disjoint"):
+    input_pipeline.disjoint_observations(1.5)
+  with pytest.raises(ValueError, match="disjoint"):
+    dataclasses.replace(configs.smoke(), disjoint=2.0)
+
+
+def test_bottleneck_narrows_every_image_token_to_unit_rms():
+  cfg = models.ModelConfig(vocab_size=16, max_len=8, image_size=16, channels=(4, 8), d_model=16,
+                           num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8)
+  wide = models.build_model(cfg, "encoder_decoder", rngs=nnx.Rngs(0))
+  narrow = models.build_model(dataclasses.replace(cfg, bottleneck=2), "encoder_decoder",
+                              rngs=nnx.Rngs(0))
+  images = jnp.asarray(np.random.default_rng(0).random((3, 1, 16, 16, 1)), jnp.float32)
+  tokens, pooled = narrow.encode_images(images)
+  assert tokens.shape == wide.encode_images(images)[0].shape and pooled.shape == (3, 16)
+  assert narrow.encoder.squeeze.kernel.shape == (8, 2)
+  # The narrow features are normalised: scaling the projection into them changes nothing.
+  before = narrow.encode_images(images)[0]
+  narrow.encoder.squeeze.kernel.value = 3.0 * narrow.encoder.squeeze.kernel.value
+  narrow.encoder.squeeze.bias.value = 3.0 * narrow.encoder.squeeze.bias.value
+  np.testing.assert_allclose(narrow.encode_images(images)[0], before, rtol=1e-4, atol=1e-5)
+  wide.encoder.proj.kernel.value = 3.0 * wide.encoder.proj.kernel.value
+  assert not np.allclose(wide.encode_images(images)[0], before, atol=1e-3)
+  with pytest.raises(ValueError, match="bottleneck"):
+    dataclasses.replace(cfg, bottleneck=-1)
+
+
+def test_auroc_and_prior_loss():
+  rng = np.random.default_rng(0)
+  scores, positive = rng.random(40).round(1), rng.random(40) < 0.4
+  pairs = [(a > b) + 0.5 * (a == b) for a in scores[positive] for b in scores[~positive]]
+  assert conflict.auroc(scores, positive) == pytest.approx(np.mean(pairs))
+  assert conflict.auroc(positive.astype(float), positive) == 1.0
+  assert np.isnan(conflict.auroc(scores, np.zeros(40, bool)))
+  labels = np.zeros((4, 14), np.int32)
+  labels[:2, 0] = 1  # observation 0 half and half, the others constant
+  assert conflict.prior_loss(labels) == pytest.approx(np.log(2) / 14)
+
+
+def test_gram_summary_of_opposed_and_aligned_tasks():
+  weights = np.array([1.0, 4.0])
+  opposed = conflict._gram_summary(np.array([[4.0, -1.0], [-1.0, 0.25]]), weights)
+  # g_nll = 2u, g_cls = -0.5u: cosine -1; the weighted ones 2u and -2u cancel exactly.
+  assert opposed["cosine"] == pytest.approx(-1.0)
+  assert opposed["diffusion_decay"] == pytest.approx(0.0, abs=1e-6)
+  assert np.isnan(opposed["norm_over_joint"]).all()  # no joint gradient to compare with
+  aligned = conflict._gram_summary(np.array([[1.0, 0.5], [0.5, 1.0]]), np.array([1.0, 1.0]))
+  assert aligned["cosine"] == pytest.approx(0.5)
+  assert aligned["norm_over_joint"] == pytest.approx([1 / np.sqrt(3)] * 2)
+  assert aligned["diffusion_decay"] == pytest.approx(np.sqrt(3) / 2)
+
+
+def test_full_batch_probe_on_a_tiny_model():
+  config = dataclasses.replace(configs.smoke(), tasks=("nll", "cls"), task_weights=(1.0, 4.0),
+                               disjoint=1.0)
+  from examples.rrg.training import train  # pylint: disable=import-outside-toplevel
+  splits, tokenizer = train.load_data(config)
+  model = train.create_model(config, tokenizer, splits["train"], 0)
+  probe = conflict.full_batch_probe(config, splits, size=16)
+  out = probe(0, model)
+  assert out["num_studies"] == 16
+  assert set(out["losses"]) == {"nll", "cls", "cls_prior"}
+  assert -1.0 <= out["encoder"]["cosine"] <= 1.0
+  assert len(out["encoder"]["norm_over_joint"]) == 2
+  assert set(out["auroc"]) == {*conflict.FREQUENT, "mean"}
+  assert conflict.probe_steps(dataclasses.replace(config, num_steps=600)) == (
+      100, 200, 300, 400, 500, 600)
