@@ -419,7 +419,7 @@ def footer(data: dict) -> str:
           f"{list(steps)} of the LS runs (and over their seeds), on the first 512 training "
           f"studies (all of them if fewer), 'negative' the fraction of those checkpoints below 0, ‖w·g‖ / ‖joint‖ "
           f"each weighted task gradient's norm on the encoder over that of their sum; "
-          f"differences to LS paired by seed, 95% intervals of `stats.paired_bootstrap`; wall "
+          f"differences to LS paired by seed, 95% intervals: {sweep.interval_note(data)}; wall "
           f"time {data['wall_time']:.0f} s on {data['machine']['cpus']} CPU cores (load average "
           f"{data['machine']['load_average']:.1f} at the end).")
 
@@ -460,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
   def results(rows, settings, complete):
     return {"knob": args.knob, "values": values, "methods": list(methods),
-            "seeds": list(seeds), "rows": rows, "settings": settings, "complete": complete,
+            "seeds": list(seeds), "rows": rows, "settings": settings, "complete": complete, "interval_method": "crossed",
             "wall_time": time.perf_counter() - t0, "config": dataclasses.asdict(config),
             "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}}
 

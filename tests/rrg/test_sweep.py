@@ -139,3 +139,21 @@ def test_conflict_table_and_figure(tmp_path):
   assert "| disjoint 0 | +0.100 | 0% | 0.90 | 1.10 | ls | 2 | 0.200 | - | 0.100 | - |" in md
   conflict.plot(rows, str(tmp_path / "conflict.png"))
   assert (tmp_path / "conflict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seed_level_intervals_recompute_a_files_intervals_from_its_per_seed_metrics():
+  """Legacy result files: t interval over the per-seed paired differences, against SciPy."""
+  import scipy.stats
+
+  from examples.rrg.training import sweep as sweep_module
+  ls, came = [0.30, 0.25, 0.28], [0.33, 0.24, 0.31]
+  data = {"intervals": {"came": {"ce_f1": {"diff": 0.0, "low": 0.0, "high": 0.0}}},
+          "runs": [{"method": m, "seed": s, "metrics": {"ce_f1": v}}
+                   for m, vals in (("ls", ls), ("came", came)) for s, v in enumerate(vals)]}
+  out = sweep_module.seed_level_intervals(data)
+  d = np.subtract(came, ls)
+  half = scipy.stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+  ci = out["intervals"]["came"]["ce_f1"]
+  np.testing.assert_allclose([ci["diff"], ci["low"], ci["high"]],
+                             [d.mean(), d.mean() - half, d.mean() + half], rtol=1e-9)
+  assert out["interval_method"] == "seed_t" and data["intervals"]["came"]["ce_f1"]["low"] == 0.0

@@ -198,6 +198,31 @@ def paired_bootstrap(per_seed_a: Sequence[Any], per_seed_b: Sequence[Any],
   return out
 
 
+def seed_t_interval(differences: Sequence[float], level: float = 0.95) -> dict[str, float]:
+  """The seed level alone: ``mean(d) ± t_{n-1} s(d) / sqrt(n)`` over per-seed paired differences.
+
+  This is the first term of :func:`paired_bootstrap`'s variance, so it is never wider than that
+  interval; it is what can be computed from per-seed metrics when the per-study outputs are not
+  kept (result files written before the crossed bootstrap). With one seed it is unbounded.
+
+  References:
+    Student (1908), the t interval: https://doi.org/10.1093/biomet/6.1.1
+
+  Example:
+    >>> ci = seed_t_interval([0.1, 0.3])
+    >>> round(ci["diff"], 3), round(ci["low"], 3), round(ci["high"], 3)
+    (0.2, -1.071, 1.471)
+  """
+  d = np.asarray(differences, np.float64)
+  if d.size == 0:
+    raise ValueError("differences must hold at least one per-seed difference")
+  mean = float(d.mean())
+  if d.size == 1:
+    return {"diff": mean, "low": -float("inf"), "high": float("inf")}
+  half = t_quantile(0.5 + level / 2.0, d.size - 1) * float(d.std(ddof=1)) / float(np.sqrt(d.size))
+  return {"diff": mean, "low": float(mean - half), "high": float(mean + half)}
+
+
 def t_quantile(p: float, df: float) -> float:
   r"""Quantile of Student's t distribution with ``df`` (> 0, may be fractional or ``inf``).
 

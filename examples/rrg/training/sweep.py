@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -185,6 +186,52 @@ def intervals(runs: Sequence, method: str, *, reference: str = REFERENCE,
   return {key: ci[key] for key in INTERVAL_KEYS if key in ci}
 
 
+#: How the intervals of a results file were computed: ``crossed`` by
+#: :func:`stats.paired_bootstrap` (seed and study levels) when the runs' per-study outputs were
+#: at hand; ``seed_t`` by :func:`stats.seed_t_interval` from the per-seed metrics in the file.
+INTERVAL_METHODS = ("crossed", "seed_t")
+
+
+def interval_note(data: dict) -> str:
+  """How the file's 95% intervals were computed, in words for a table's caption."""
+  if data.get("interval_method", "crossed") == "seed_t":
+    return ("paired t interval over the per-seed differences (`stats.seed_t_interval`; the seed "
+            "level only: this file predates the crossed bootstrap and keeps no per-study outputs)")
+  return ("crossed bootstrap of `stats.paired_bootstrap` (seed level as a t interval, study "
+          "level from one study resample shared by every seed)")
+
+
+def seed_level_intervals(data: dict) -> dict:
+  """A results file's intervals recomputed at the seed level from its own per-seed metrics.
+
+  For files written before the crossed bootstrap, whose intervals came from a nested bootstrap
+  that is too narrow when every seed sees the same test studies, and whose per-study outputs
+  were not kept: every interval becomes :func:`stats.seed_t_interval` of the per-seed paired
+  differences (``interval_method: "seed_t"``). ``results.json`` (``runs``) and ``conflict.json``
+  (``rows`` with ``per_seed``) are both handled; the input is not changed.
+  """
+  data = json.loads(json.dumps(data))
+  if "runs" in data:
+    by = {(r["method"], r["seed"]): r["metrics"] for r in data["runs"]}
+    for method, keys in data["intervals"].items():
+      seeds = [s for (m, s) in by if m == method and (REFERENCE, s) in by]
+      for key in keys:
+        keys[key] = stats.seed_t_interval(
+            [by[(method, s)][key] - by[(REFERENCE, s)][key] for s in seeds])
+  for row in data.get("rows", []):
+    if row["method"] == REFERENCE:
+      continue
+    ls = next(r for r in data["rows"] if r["value"] == row["value"] and r["method"] == REFERENCE)
+    for key, values in row["per_seed"].items():
+      if f"{key}_low" in row:
+        ci = stats.seed_t_interval([v - ls["per_seed"][key][s] for s, v in values.items()
+                                    if s in ls["per_seed"][key]])
+        row[f"{key}_diff"], row[f"{key}_low"], row[f"{key}_high"] = (
+            ci["diff"], ci["low"], ci["high"])
+  data["interval_method"] = "seed_t"
+  return data
+
+
 def _cell(summary_row: dict, key: str, digits: int = 3) -> str:
   if key not in summary_row:
     return "-"
@@ -221,6 +268,7 @@ def results(sweep: Sweep) -> dict:
       "summary": {m: {k: {"mean": v[0], "std": v[1], "n": v[2]} for k, v in row.items()}
                   for m, row in summary.items()},
       "intervals": cis,
+      "interval_method": "crossed",
       "ls_tuned": {k: (v if k != "val_ce_f1" else {str(w): x for w, x in v.items()})
                    for k, v in sweep.tuning.items()},
       "plain_ls_step_time": sweep.plain_ls_step_time,
@@ -311,8 +359,8 @@ def render(data: dict, *, compared: str = "came") -> str:
 
   # Paired intervals of the compared method minus LS, every interval metric.
   if compared in cis:
-    lines += ["", f"**{compared} minus {REFERENCE}**, paired 95% bootstrap interval "
-              f"({config['bootstrap_samples']} resamples; `stats.paired_bootstrap`):", "",
+    lines += ["", f"**{compared} minus {REFERENCE}**, 95% interval: {interval_note(data)}:",
+              "",
               _row(["metric", REFERENCE, compared, "difference", "95% CI"]),
               "|---|---:|---:|---:|---:|"]
     titles: dict[str, str] = dict(COLUMNS)
