@@ -41,7 +41,9 @@ def rectify(gram: Array, rho: jax.typing.ArrayLike) -> Array:
   and ``alpha*`` the solution of the dual on the simplex
   (CAGrad's dual with radius ``rho``, :func:`came_grad_jax.weightings.cagrad`). Returns
   ``a = 1/K + lambda alpha*`` so that ``u_rect = sum_k a_k h_k``. ``rho = 0``
-  gives ``mu``; ``lambda = 0`` when ``h_alpha*`` vanishes (Pareto-stationary).
+  gives ``mu``. Where ``h_alpha*`` vanishes (Pareto-stationary) every ``u`` of the
+  ball with ``<h_k, u> >= 0`` for all k is optimal and the one closest to ``mu`` is
+  returned, the projection of ``mu`` onto the dual cone (0 for strongly stationary tasks).
 
   Args:
     gram: Gram matrix of the task-weighted gradients, (K, K).
