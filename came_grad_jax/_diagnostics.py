@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax._numerics import safe_divide
+from came_grad_jax._numerics import gram_exponent, safe_divide
 
 Array = jax.Array
 
@@ -60,6 +60,9 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   """
   gram = jnp.asarray(gram)
   coeffs = jnp.asarray(coeffs, gram.dtype)
+  # Read off M / 2^E (exact; E even): no sum of Gram entries near 1e38 overflows.
+  e = gram_exponent(gram)
+  gram = jnp.ldexp(gram, -e)
   ones = jnp.ones_like(coeffs)
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   cosine = safe_divide(gram, jnp.outer(norms, norms), 0.0)
@@ -68,12 +71,12 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   inner = gram @ coeffs
   return Diagnostics(
       cosine=cosine,
-      task_norms=norms,
+      task_norms=jnp.ldexp(norms, e // 2),
       drift_deg=_angle_deg(gram, coeffs, final_norm, ones, joint_norm),
       diffusion_decay=safe_divide(joint_norm, jnp.sum(norms), 1.0),
       energy_gain=safe_divide(final_norm, joint_norm, 0.0),
       coefficients=coeffs,
-      min_inner=jnp.min(inner),
+      min_inner=jnp.ldexp(jnp.min(inner), e),
   )
 
 

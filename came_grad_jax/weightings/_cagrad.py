@@ -30,7 +30,7 @@ from came_grad_jax._numerics import (
   term_scale_sq,
 )
 from came_grad_jax._simplex import minimize_on_simplex
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 from came_grad_jax.weightings._upgrad import dual_cone_weights
 
 Array = jax.Array
@@ -233,4 +233,4 @@ def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
   def weighting(gram: Array) -> Array:
     return factor * conflict_averse_direction(gram, c)
 
-  return weighting
+  return scale_covariant(weighting)

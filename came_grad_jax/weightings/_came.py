@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._numerics import norm_of, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 from came_grad_jax.weightings._cagrad import conflict_averse_direction
 
 Array = jax.Array
@@ -134,4 +134,4 @@ def came(rho: jax.typing.ArrayLike = 0.5, kappa: jax.typing.ArrayLike = 1.5,
   def weighting(gram: Array) -> Array:
     return fuse(inject_energy(gram, rectify(gram, rho), kappa), nu)
 
-  return weighting
+  return scale_covariant(weighting)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 from came_grad_jax.weightings._upgrad import dual_cone_weights
 
 Array = jax.Array
@@ -38,4 +38,4 @@ def dualproj() -> Weighting:
     k = gram.shape[0]
     return dual_cone_weights(gram, jnp.full((k,), 1.0 / k, gram.dtype))
 
-  return weighting
+  return scale_covariant(weighting)

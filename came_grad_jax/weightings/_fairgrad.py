@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 from came_grad_jax.weightings._nash_mtl import _diverged, _Newton
 
 Array = jax.Array
@@ -141,4 +141,4 @@ def fairgrad(alpha: float = 2.0) -> Weighting:
     beta = fair_allocation(cosine, a, alpha)
     return safe_divide(beta, norms)
 
-  return weighting
+  return scale_covariant(weighting, -alpha / (1.0 + alpha))

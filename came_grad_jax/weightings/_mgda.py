@@ -19,7 +19,7 @@ from came_grad_jax import _simplex as simplex
 from came_grad_jax._active_set import nonnegative_qp
 from came_grad_jax._faces import face_candidates, select_best
 from came_grad_jax._numerics import correlation
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 
@@ -137,4 +137,4 @@ def mgda() -> Weighting:
   def weighting(gram: Array) -> Array:
     return min_norm_point(check_gram(gram))
 
-  return weighting
+  return scale_covariant(weighting)

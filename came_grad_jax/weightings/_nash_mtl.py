@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 
@@ -112,4 +112,4 @@ def nash_mtl() -> Weighting:
     beta = bargaining_solution(cosine)
     return safe_divide(beta, norms)
 
-  return weighting
+  return scale_covariant(weighting, -0.5)
