@@ -14,6 +14,7 @@ import pytest
 
 import came_grad_jax as cg
 from came_grad_jax import weightings
+from came_grad_jax._gram import precise_gram
 
 ATOL = 1e-4
 
@@ -77,7 +78,7 @@ def test_precise_gram_is_float64_and_exact():
   rng = np.random.default_rng(7)
   g = rng.normal(size=(4, 3000)).astype(np.float32)
   with jax.enable_x64(True):
-    m = np.asarray(cg._gram.precise_gram({"w": jnp.asarray(g)}))
+    m = np.asarray(precise_gram({"w": jnp.asarray(g)}))
   want = g.astype(np.float64) @ g.astype(np.float64).T
   assert np.abs(m - want).max() <= 1e-12 * np.abs(want).max()
 

@@ -8,6 +8,8 @@ Gram-level weightings are also checked against their homogeneity: the update at 
 ``s`` is the scale-1 update times ``s^q`` (cosine 1, norm ratio ``s^q``).
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +35,7 @@ def _gradients(seed=0):
 
 
 def _run(name, g, dtype, steps=2):
-  tx = cg.make_method(name, num_tasks=K)
+  tx: Any = cg.make_method(name, num_tasks=K)  # a gradient method here
   params = jnp.zeros(P, dtype)
   state = tx.init(params)
   extra = ({"losses": jnp.linspace(1.0, 2.0, K)}

@@ -97,8 +97,9 @@ def scale_covariant(weighting: Weighting, degree: jax.typing.ArrayLike = 0.0) ->
 
   Example:
     >>> w = scale_covariant(lambda m: 1.0 / jnp.sqrt(jnp.diagonal(m)), -0.5)
-    >>> w(jnp.array([[4e38, 0.0], [0.0, 1e38]]))
-    Array([5.e-20, 1.e-19], dtype=float32)
+    >>> c = w(jnp.array([[4e36, 0.0], [0.0, 1e36]]))  # 1 / ||h_k||, ||h_k|| = 2e18, 1e18
+    >>> [float(f"{x:.3g}") for x in c]
+    [5e-19, 1e-18]
   """
 
   def normalised(gram: Array) -> Array:
