@@ -131,8 +131,11 @@ def _weighted_aggregate(
     # skipped, not wrong (see checked_gram).
     ok = jnp.all(jnp.isfinite(m)) & in_range
     out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
-    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old).astype(jnp.result_type(old)),
-                             new_state, state)
+    # Float leaves keep their dtype (a float64 solve, precise_gram, on a float32 state).
+    new_state = jax.tree.map(
+        lambda new, old: (jnp.where(ok, new, old).astype(jnp.result_type(old))
+                          if jnp.issubdtype(jnp.result_type(old), jnp.floating)
+                          else jnp.where(ok, new, old)), new_state, state)
     return out, new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
