@@ -67,7 +67,9 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   cosine = safe_divide(gram, jnp.outer(norms, norms), 0.0)
   joint_norm = jnp.sqrt(jnp.maximum(ones @ gram @ ones, 0.0))
-  final_norm = jnp.sqrt(jnp.maximum(coeffs @ gram @ coeffs, 0.0))
+  big = jnp.max(jnp.abs(coeffs))  # coefficients may be ~1e20 (FairGrad at tiny scales)
+  unit = coeffs / jnp.where(big > 0, big, 1.0)
+  final_norm = big * jnp.sqrt(jnp.maximum(unit @ gram @ unit, 0.0))
   inner = gram @ coeffs
   return Diagnostics(
       cosine=cosine,
