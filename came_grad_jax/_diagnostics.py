@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax._numerics import safe_divide
+from came_grad_jax._numerics import gram_exponent, safe_divide
 
 Array = jax.Array
 
@@ -60,20 +60,25 @@ def compute_diagnostics(gram: Array, coeffs: Array) -> Diagnostics:
   """
   gram = jnp.asarray(gram)
   coeffs = jnp.asarray(coeffs, gram.dtype)
+  # Read off M / 2^E (exact; E even): no sum of Gram entries near 1e38 overflows.
+  e = gram_exponent(gram)
+  gram = jnp.ldexp(gram, -e)
   ones = jnp.ones_like(coeffs)
   norms = jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0))
   cosine = safe_divide(gram, jnp.outer(norms, norms), 0.0)
   joint_norm = jnp.sqrt(jnp.maximum(ones @ gram @ ones, 0.0))
-  final_norm = jnp.sqrt(jnp.maximum(coeffs @ gram @ coeffs, 0.0))
+  big = jnp.max(jnp.abs(coeffs))  # coefficients may be ~1e20 (FairGrad at tiny scales)
+  unit = coeffs / jnp.where(big > 0, big, 1.0)
+  final_norm = big * jnp.sqrt(jnp.maximum(unit @ gram @ unit, 0.0))
   inner = gram @ coeffs
   return Diagnostics(
       cosine=cosine,
-      task_norms=norms,
+      task_norms=jnp.ldexp(norms, e // 2),
       drift_deg=_angle_deg(gram, coeffs, final_norm, ones, joint_norm),
       diffusion_decay=safe_divide(joint_norm, jnp.sum(norms), 1.0),
       energy_gain=safe_divide(final_norm, joint_norm, 0.0),
       coefficients=coeffs,
-      min_inner=jnp.min(inner),
+      min_inner=jnp.ldexp(jnp.min(inner), e),
   )
 
 

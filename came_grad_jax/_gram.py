@@ -324,7 +324,34 @@ def _task_amax(stacked: PyTree, dtype) -> Array:
   return functools.reduce(jnp.maximum, per_leaf)
 
 
-def checked_gram(stacked: PyTree, task_weights: jax.typing.ArrayLike) -> tuple[Array, Array]:
+def precise_gram(stacked: PyTree) -> Array:
+  """The unweighted Gram matrix ``G G^T`` accumulated in float64 (needs ``jax_enable_x64``).
+
+  Every leaf is widened to float64 before its products are summed, so ``M`` is
+  exact to float64 rounding whatever the gradients' dtype; a weighting then
+  solves in float64 too. A Gram matrix squares the condition number of the task
+  gradients: with more tasks than their rank (a singular ``M``) float32
+  accumulation and a float32 solve leave errors of about ``sqrt(eps_32)`` relative
+  where the answer is exact (see ``docs/design.md``, "Precision"). Costs a
+  float64 pass over the gradients (XLA on GPU runs float64 at a fraction of float32's rate).
+
+  Raises:
+    ValueError: if 64-bit floats are disabled (``jax.config.update("jax_enable_x64", True)``).
+
+  Example:
+    >>> with jax.enable_x64(True):
+    ...   precise_gram({"w": jnp.array([[1.0, 0.0], [1.0, 1.0]], jnp.float32)}).dtype
+    dtype('float64')
+  """
+  if not jax.config.read("jax_enable_x64"):
+    raise ValueError(
+        "precise_gram=True accumulates the Gram matrix in float64 and needs 64-bit floats: "
+        "jax.config.update('jax_enable_x64', True) (or jax.enable_x64(True) around the step)")
+  return gram(jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.float64), stacked))
+
+
+def checked_gram(stacked: PyTree, task_weights: jax.typing.ArrayLike, *,
+                 precise: bool = False) -> tuple[Array, Array]:
   """The weighted Gram matrix of :func:`gram` and whether float's range kept it exact.
 
   The unweighted Gram ``G G^T`` is formed in one pass. When one of its
@@ -345,6 +372,8 @@ def checked_gram(stacked: PyTree, task_weights: jax.typing.ArrayLike) -> tuple[A
   Args:
     stacked: stacked task gradients (leading axis K on every leaf).
     task_weights: ``w`` (K,), finite and >= 0.
+    precise: accumulate in float64 (:func:`precise_gram`; needs x64); ``M`` is
+      then float64 and float64's range is checked.
 
   Returns:
     ``(M, ok)``: the (K, K) weighted Gram matrix and a boolean scalar, False
@@ -358,7 +387,9 @@ def checked_gram(stacked: PyTree, task_weights: jax.typing.ArrayLike) -> tuple[A
     >>> bool(ok), round(float(m[0, 1]) / 1e-20, 4)  # <g_0, g_1> = 3e-20, kept
     (True, 3.0)
   """
-  raw = gram(stacked)
+  raw = precise_gram(stacked) if precise else gram(stacked)
+  if precise:  # the rescue below works in float64 too
+    stacked = jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.float64), stacked)
   dtype = raw.dtype
   w = jnp.asarray(task_weights, dtype)
   fi = jnp.finfo(dtype)

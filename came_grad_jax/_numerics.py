@@ -155,3 +155,19 @@ def norm_of(gram: Array, coeffs: Array) -> Array:
   return jnp.where(zero, 0.0, safe_sqrt(sq))
 
 
+def gram_exponent(gram: Array) -> Array:
+  """An even ``E`` (int32) with ``max_k M_kk / 2^E`` in ``[1/8, 1/2)``; 0 if that max is 0 or not finite.
+
+  ``M / 2^E`` is exact (a power of two) and its largest entry is below 1 in
+  magnitude, so a weighting solved on it neither overflows (Gram entries near
+  float32's limit, 1e38, summed or squared) nor underflows; ``E`` even makes
+  ``2^(E/2)``, the gradients' scale, exact too.
+
+  Example:
+    >>> int(gram_exponent(jnp.array([[1e38, 0.0], [0.0, 1.0]])))
+    128
+  """
+  top = jnp.max(jnp.diagonal(gram))
+  usable = jnp.isfinite(top) & (top > 0)
+  _, e = jnp.frexp(jnp.where(usable, top, 1.0))  # top = f 2^e, f in [1/2, 1)
+  return jnp.where(usable, e + (e % 2), 0).astype(jnp.int32)

@@ -28,6 +28,10 @@ def project_simplex(v: Array) -> Array:
     Array([1., 0.], dtype=float32)
   """
   k = v.shape[-1]
+  # Shifted so that its largest entry is 0 (the projection does not change): the first
+  # sorted entry then always passes the test below, even when the others are 1e8 below
+  # it and ``u_1 - (u_1 - 1)`` would round to 0 (no threshold found: inf).
+  v = v - jnp.max(v)
   u = jnp.sort(v)[::-1]
   cssv = jnp.cumsum(u) - 1.0
   ind = jnp.arange(1, k + 1, dtype=v.dtype)

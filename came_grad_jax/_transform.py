@@ -95,6 +95,7 @@ def _weighted_aggregate(
     task_weights: jax.typing.ArrayLike | None,
     num_tasks: int | None,
     name: str,
+    precise_gram: bool = False,
 ) -> optax.GradientTransformation:
   """The transformation, given the weighting to use at each step count."""
   task_weights = hyperparams.check_task_weights(task_weights)
@@ -116,7 +117,7 @@ def _weighted_aggregate(
           f"{k_static} tasks (from task_weights or num_tasks)")
     _check_against_params(updates, params, k)
     weights = jnp.ones((k,)) if task_weights is None else task_weights
-    m, in_range = checked_gram(updates, weights)
+    m, in_range = checked_gram(updates, weights, precise=precise_gram)
     coeffs, weighting_state = weighting_at(state.count).apply(m, state.weighting_state)
     coeffs = coeffs.astype(m.dtype)
     out = combine(updates, coeffs * jnp.asarray(weights, m.dtype))
@@ -130,7 +131,11 @@ def _weighted_aggregate(
     # skipped, not wrong (see checked_gram).
     ok = jnp.all(jnp.isfinite(m)) & in_range
     out = jax.tree.map(lambda x: jnp.where(ok, x, jnp.nan).astype(x.dtype), out)
-    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+    # Float leaves keep their dtype (a float64 solve, precise_gram, on a float32 state).
+    new_state = jax.tree.map(
+        lambda new, old: (jnp.where(ok, new, old).astype(jnp.result_type(old))
+                          if jnp.issubdtype(jnp.result_type(old), jnp.floating)
+                          else jnp.where(ok, new, old)), new_state, state)
     return out, new_state
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -141,6 +146,7 @@ def aggregate(
     task_weights: jax.typing.ArrayLike | None = None,
     *,
     num_tasks: int | None = None,
+    precise_gram: bool = False,
 ) -> optax.GradientTransformation:
   """Combine stacked task gradients with any weighting.
 
@@ -154,6 +160,11 @@ def aggregate(
       is known at construction (``num_tasks`` or ``task_weights``) the state
       also keeps the K-shaped diagnostics (cosines, task norms, coefficients);
       otherwise those fields are None and only the scalar ones are kept.
+    precise_gram: accumulate ``M`` in float64 and solve the weighting in
+      float64 (needs ``jax_enable_x64``; the update keeps the gradients'
+      dtype). For float32 runs with more tasks than the gradients' rank, where
+      a float32 Gram matrix loses about half the digits (``docs/design.md``,
+      "Precision"); it costs a float64 pass over the gradients.
 
   Returns:
     An ``optax.GradientTransformation`` whose ``update`` takes stacked task
@@ -164,7 +175,10 @@ def aggregate(
     >>> tx = optax.chain(aggregate(weightings.cagrad(0.4), num_tasks=2), optax.sgd(0.1))
   """
   stateful = as_stateful(weighting)
-  return _weighted_aggregate(lambda count: stateful, task_weights, num_tasks, "aggregate")
+  if not isinstance(precise_gram, bool):
+    raise TypeError(f"precise_gram must be a bool, got {precise_gram!r}")
+  return _weighted_aggregate(lambda count: stateful, task_weights, num_tasks, "aggregate",
+                             precise_gram)
 
 
 def came_grad(

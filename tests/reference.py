@@ -12,7 +12,7 @@ import functools
 import itertools
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, nnls
 
 
 def task_gradients(case: str, num_tasks: int, dim: int = 40, seed: int = 0) -> np.ndarray:
@@ -140,6 +140,9 @@ def _came_update(data, shape, rho, kappa, nu, noise):
     scale = np.abs(alpha) @ np.linalg.norm(h, axis=1)
     if np.linalg.norm(h_alpha) > noise * scale:
       u_rect = mu + rho * np.linalg.norm(mu) * h_alpha / np.linalg.norm(h_alpha)
+    else:  # Pareto-stationary: the optimal point closest to mu, pi_C(mu) (Moreau)
+      lam, _ = nnls(h.T, -mu)
+      u_rect = mu + h.T @ lam
   n = np.linalg.norm(u_rect)
   u_en = kappa * np.linalg.norm(g_joint) / n * u_rect if n > 0 else np.zeros_like(u_rect)
   return (1 - nu) * u_en + nu * g_joint

@@ -294,10 +294,7 @@ def moco(beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0,
     LibMTL (after the authors) decays both step sizes as ``1 / t^0.5``, starts
     the tracked gradients at 0, normalises each task gradient to the task's loss
     before tracking and takes a softmax instead of the simplex projection; this
-    follows the paper's Algorithm 1 with constant steps. TorchJD's ``MoCo`` (same
-    defaults) writes ``y <- y - beta_t (y - g)`` (``beta`` on the new gradient: the
-    same at 0.5), decays ``beta_t = beta / t^0.5`` and ``gamma_t = gamma / t^0.5``,
-    starts ``y`` at 0 and uses a softmax step on ``lambda``.
+    follows the paper's Algorithm 1 with constant steps. TorchJD 0.18 has no MoCo.
 
   References:
     Heshan Fernando, Han Shen, Miao Liu, Subhajit Chaudhury, Keerthiram Murugesan,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 
 from came_grad_jax import _hyperparams as hyperparams
-from came_grad_jax.weightings._base import Weighting
+from came_grad_jax.weightings._base import Weighting, scale_covariant
 from came_grad_jax.weightings._came import fuse, inject_energy, rectify
 
 Array = jax.Array
@@ -54,7 +54,7 @@ def came_stages(rho: float = 0.5, kappa: float | None = None,
       coeffs = fuse(coeffs, nu)
     return coeffs
 
-  return weighting
+  return scale_covariant(weighting)
 
 
 def came_s1(rho: float = 0.5) -> Weighting:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax._numerics import safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 Scale = Literal["min", "median", "rmse"]
@@ -54,6 +54,12 @@ def aligned_mtl(scale: Scale = "min") -> Weighting:
   Raises:
     ValueError: if ``scale`` is not one of "min", "median", "rmse".
 
+  Notes:
+    The update is the *sum* of the aligned gradients, ``1^T B H``, as in the
+    paper; TorchJD 0.18's ``AlignedMTL`` returns their mean, ``K`` times
+    shorter: multiply its learning rate by ``K`` (or this one's by ``1/K``)
+    when switching.
+
   Example:
     >>> aligned_mtl()(jnp.array([[4.0, 0.0], [0.0, 1.0]]))  # both aligned to norm 1
     Array([0.5, 1. ], dtype=float32)
@@ -71,4 +77,4 @@ def aligned_mtl(scale: Scale = "min") -> Weighting:
     gain = jnp.sqrt(safe_divide(sigma_sq, eigenvalues, where=kept))
     return vectors @ (gain * (vectors.T @ jnp.ones((k,), gram.dtype)))
 
-  return weighting
+  return scale_covariant(weighting)

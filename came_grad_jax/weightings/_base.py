@@ -16,6 +16,8 @@ from typing import Any, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 
+from came_grad_jax._numerics import gram_exponent
+
 Array = jax.Array
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: A stateless weighting: ``(K, K) Gram -> (K,) coefficients``.
@@ -125,3 +127,55 @@ def not_differentiable(fn: _F, method: str, *, min_tasks: int = 2) -> _F:
     return blocked(gram, *args)
 
   return wrapped  # type: ignore[return-value]
+
+
+def scale_covariant(weighting: Weighting, degree: jax.typing.ArrayLike = 0.0) -> Weighting:
+  """``weighting`` solved on the normalised Gram matrix ``M / 2^E``, rescaled: range-safe.
+
+  For a weighting whose coefficients are homogeneous of degree ``p`` in the
+  Gram matrix, ``c(s M) = s^p c(M)`` for every ``s > 0`` (``p = 0``: MGDA,
+  CAGrad, CAME-Grad and every weighting whose direction and relative size are
+  scale-free; ``p = -1/2``: Nash-MTL; ``p = -alpha / (1 + alpha)``: FairGrad),
+  the result ``c(M) = 2^(p E) c(M / 2^E)`` (:func:`gram_exponent`) is the same
+  in exact arithmetic, but the solve never forms a number near float32's
+  limits: gradients of norm 1e19 (Gram entries 1e38) or 1e-15 give the same
+  coefficients, up to the scale, as gradients of norm 1.
+
+  Args:
+    weighting: ``gram -> coefficients``, homogeneous of degree ``degree``.
+    degree: ``p``, a float (or a traced scalar).
+
+  Returns:
+    The wrapped weighting, same signature.
+
+  Example:
+    >>> w = scale_covariant(lambda m: 1.0 / jnp.sqrt(jnp.diagonal(m)), -0.5)
+    >>> c = w(jnp.array([[4e36, 0.0], [0.0, 1e36]]))  # 1 / ||h_k||, ||h_k|| = 2e18, 1e18
+    >>> [float(f"{x:.3g}") for x in c]
+    [5e-19, 1e-18]
+  """
+
+  def normalised(gram: Array) -> Array:
+    gram = check_gram(gram)
+    e = gram_exponent(gram)
+    coeffs = weighting(jnp.ldexp(gram, -e))
+    if isinstance(degree, (int, float)) and degree == 0:
+      return coeffs
+    return coeffs * jnp.exp2(jnp.asarray(degree, coeffs.dtype) * e.astype(coeffs.dtype))
+
+  return normalised
+
+
+def scale_covariant_stateful(weighting: StatefulWeighting) -> StatefulWeighting:
+  """:func:`scale_covariant` (degree 0) for a stateful weighting whose state is scale-free.
+
+  For weightings whose coefficients do not change when ``M`` is scaled and whose
+  state holds no Gram-scale quantity (PRNG keys, cosine targets): the state
+  passes through unchanged.
+  """
+
+  def apply(gram: Array, state: Any) -> tuple[Array, Any]:
+    gram = check_gram(gram)
+    return weighting.apply(jnp.ldexp(gram, -gram_exponent(gram)), state)
+
+  return StatefulWeighting(weighting.init, apply)

@@ -30,7 +30,8 @@ from came_grad_jax._numerics import (
   term_scale_sq,
 )
 from came_grad_jax._simplex import minimize_on_simplex
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
+from came_grad_jax.weightings._upgrad import dual_cone_weights
 
 Array = jax.Array
 
@@ -167,9 +168,13 @@ def _no_derivative(max_iter, primals, tangents):
 def conflict_averse_direction(gram: Array, radius_scale: jax.typing.ArrayLike) -> Array:
   """Coefficients ``a = 1/K + lambda alpha*`` of ``u = mu + lambda h_alpha*``.
 
-  ``lambda = c ||mu|| / ||h_alpha*||`` (0 where ``h_alpha*`` vanishes: the
-  tasks are Pareto-stationary), ``alpha*`` from :func:`conflict_averse_dual`.
+  ``lambda = c ||mu|| / ||h_alpha*||``, ``alpha*`` from :func:`conflict_averse_dual`.
   ``u`` maximises ``min_k <h_k, u>`` over the ball ``||u - mu|| <= c ||mu||``.
+  Where ``h_alpha*`` vanishes (Pareto-stationary tasks) the optimum value is 0,
+  reached by every ``u`` of the ball with ``<h_k, u> >= 0`` for all k; the one
+  closest to ``mu`` is returned: ``pi_C(mu)``, the projection onto the dual cone
+  ``C`` (:func:`~came_grad_jax.weightings.dual_cone_weights`; 0 when the tasks
+  are strongly stationary, ``v^T H = 0`` for some ``v > 0``).
 
   Args:
     gram: Gram matrix of the task-weighted gradients, (K, K).
@@ -186,9 +191,17 @@ def conflict_averse_direction(gram: Array, radius_scale: jax.typing.ArrayLike) -
   k = gram.shape[0]
   alpha = conflict_averse_dual(gram, radius_scale)
   ones = jnp.ones((k,), gram.dtype)
-  mu_norm = norm_of(gram, ones) / k
-  lam = safe_divide(radius_scale * mu_norm, norm_of(gram, alpha))
-  return ones / k + lam * alpha
+  radius = radius_scale * norm_of(gram, ones) / k
+  h_alpha_norm = norm_of(gram, alpha)
+  coeffs = ones / k + safe_divide(radius, h_alpha_norm) * alpha
+  # Pareto-stationary (h_alpha* = 0 with r > 0): the optimum value is 0 and every u of
+  # the ball with <h_k, u> >= 0 for all k is optimal. The one closest to mu is the
+  # projection of mu onto that dual cone, which lies in the ball (strong duality).
+  # Solved only there (one active-set NNLS); not differentiated (a kink of the problem).
+  stationary = (h_alpha_norm == 0) & (radius > 0)
+  frozen = jax.lax.stop_gradient(gram)
+  return jax.lax.cond(stationary, lambda: dual_cone_weights(frozen, ones / k).astype(coeffs.dtype),
+                      lambda: coeffs)
 
 
 def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
@@ -224,4 +237,4 @@ def cagrad(c: float = 0.4, *, rescale: bool = True) -> Weighting:
   def weighting(gram: Array) -> Array:
     return factor * conflict_averse_direction(gram, c)
 
-  return weighting
+  return scale_covariant(weighting)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._numerics import norm_of, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 from came_grad_jax.weightings._cagrad import conflict_averse_direction
 
 Array = jax.Array
@@ -41,7 +41,9 @@ def rectify(gram: Array, rho: jax.typing.ArrayLike) -> Array:
   and ``alpha*`` the solution of the dual on the simplex
   (CAGrad's dual with radius ``rho``, :func:`came_grad_jax.weightings.cagrad`). Returns
   ``a = 1/K + lambda alpha*`` so that ``u_rect = sum_k a_k h_k``. ``rho = 0``
-  gives ``mu``; ``lambda = 0`` when ``h_alpha*`` vanishes (Pareto-stationary).
+  gives ``mu``. Where ``h_alpha*`` vanishes (Pareto-stationary) every ``u`` of the
+  ball with ``<h_k, u> >= 0`` for all k is optimal and the one closest to ``mu`` is
+  returned, the projection of ``mu`` onto the dual cone (0 for strongly stationary tasks).
 
   Args:
     gram: Gram matrix of the task-weighted gradients, (K, K).
@@ -132,4 +134,4 @@ def came(rho: jax.typing.ArrayLike = 0.5, kappa: jax.typing.ArrayLike = 1.5,
   def weighting(gram: Array) -> Array:
     return fuse(inject_energy(gram, rectify(gram, rho), kappa), nu)
 
-  return weighting
+  return scale_covariant(weighting)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 
@@ -79,4 +79,4 @@ def config(preference: jax.typing.ArrayLike | None = None) -> Weighting:
     length_times_x = norms @ (cosine @ beta)  # sum_k <h_k, x> = ||x|| * length
     return safe_divide(length_times_x, x_sq) * safe_divide(beta, norms)
 
-  return weighting
+  return scale_covariant(weighting)

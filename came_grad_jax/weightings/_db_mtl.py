@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax._numerics import safe_divide, safe_sqrt
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 
@@ -44,4 +44,4 @@ def max_norm_balancing() -> Weighting:
     norms = safe_sqrt(jnp.diagonal(gram))  # jax.grad-safe at a zero task gradient
     return safe_divide(jnp.max(norms), norms)
 
-  return weighting
+  return scale_covariant(weighting)

@@ -13,7 +13,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
+from came_grad_jax.weightings._base import (
+  Weighting,
+  check_gram,
+  not_differentiable,
+  scale_covariant,
+)
 from came_grad_jax.weightings._upgrad import dual_cone_weights
 
 Array = jax.Array
@@ -38,4 +43,4 @@ def dualproj() -> Weighting:
     k = gram.shape[0]
     return dual_cone_weights(gram, jnp.full((k,), 1.0 / k, gram.dtype))
 
-  return not_differentiable(weighting, "DualProj")
+  return not_differentiable(scale_covariant(weighting), "DualProj")

@@ -50,10 +50,9 @@ def ema_weighting(weighting: AnyWeighting, beta: float = 0.9) -> StatefulWeighti
 
   Notes:
     The paper writes ``lambda_t = alpha lambda_hat_t + (1 - alpha) lambda_{t-1}``:
-    ``beta = 1 - alpha``. TorchJD's ``CRMOGMWeighting(weighting, alpha)`` uses
-    ``alpha`` as the weight of the past (this ``beta``; its code default is 0.1)
-    and starts the average at ``1/K`` (so its first step is ``alpha / K + (1 -
-    alpha) c_hat_1``); here the first step is ``c_hat_1`` itself.
+    ``beta = 1 - alpha``. TorchJD 0.18's ``CRMOGMWeighting(weighting, alpha)`` uses
+    ``alpha`` as the weight of the past (this ``beta``), defaults to ``alpha = 0.9``
+    and, as here, starts from the first step's weights ``c_hat_1``.
 
   References:
     Shiji Zhou, Wenpeng Zhang, Jiyan Jiang, Wenliang Zhong, Jinjie Gu, Wenwu Zhu, "On

@@ -21,7 +21,12 @@ import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
+from came_grad_jax.weightings._base import (
+  Weighting,
+  check_gram,
+  not_differentiable,
+  scale_covariant,
+)
 from came_grad_jax.weightings._nash_mtl import _diverged, _Newton
 
 Array = jax.Array
@@ -145,4 +150,4 @@ def fairgrad(alpha: float = 2.0) -> Weighting:
     beta = fair_allocation(cosine, a, exponent)
     return safe_divide(beta, norms)
 
-  return not_differentiable(weighting, "FairGrad")
+  return not_differentiable(scale_covariant(weighting, -exponent / (1.0 + exponent)), "FairGrad")

@@ -25,7 +25,7 @@ from came_grad_jax import _hyperparams as hyperparams
 from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import safe_divide
 from came_grad_jax._random import as_key, fresh_key
-from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram, scale_covariant_stateful
 from came_grad_jax.weightings._pcgrad import random_orders, visit_others
 
 Array = jax.Array
@@ -116,4 +116,4 @@ def gradvac(beta: float = 0.01, key: jax.Array | int = 0) -> StatefulWeighting:
     a, targets = vaccinate(gram, state.targets, random_orders(sub, gram.shape[0]), beta)
     return jnp.sum(a, axis=0), GradVacState(key, targets.astype(state.targets.dtype))
 
-  return StatefulWeighting(init, apply)
+  return scale_covariant_stateful(StatefulWeighting(init, apply))

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax._numerics import correlation
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 
@@ -61,4 +61,4 @@ def imtl_g() -> Weighting:
     beta = (jnp.linalg.pinv(bordered) @ rhs)[:k]
     return jnp.where(present, beta / safe, 0.0)
 
-  return weighting
+  return scale_covariant(weighting)

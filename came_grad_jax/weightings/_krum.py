@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from came_grad_jax.weightings._base import Weighting, check_gram
+from came_grad_jax.weightings._base import Weighting, check_gram, scale_covariant
 
 Array = jax.Array
 
@@ -96,4 +96,4 @@ def krum(n_byzantine: int = 0, n_selected: int = 1) -> Weighting:
     selected = jnp.argsort(scores, stable=True)[:m]
     return jnp.sum(jax.nn.one_hot(selected, k, dtype=gram.dtype), axis=0) / m
 
-  return weighting
+  return scale_covariant(weighting)

@@ -19,7 +19,12 @@ from came_grad_jax import _simplex as simplex
 from came_grad_jax._active_set import nonnegative_qp
 from came_grad_jax._faces import face_candidates, select_best
 from came_grad_jax._numerics import correlation
-from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
+from came_grad_jax.weightings._base import (
+  Weighting,
+  check_gram,
+  not_differentiable,
+  scale_covariant,
+)
 
 Array = jax.Array
 
@@ -137,4 +142,4 @@ def mgda() -> Weighting:
   def weighting(gram: Array) -> Array:
     return min_norm_point(check_gram(gram))
 
-  return not_differentiable(weighting, "MGDA", min_tasks=3)
+  return not_differentiable(scale_covariant(weighting), "MGDA", min_tasks=3)

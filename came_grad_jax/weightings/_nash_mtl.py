@@ -30,7 +30,12 @@ import jax.numpy as jnp
 
 from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import correlation, safe_divide
-from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
+from came_grad_jax.weightings._base import (
+  Weighting,
+  check_gram,
+  not_differentiable,
+  scale_covariant,
+)
 
 Array = jax.Array
 
@@ -112,4 +117,4 @@ def nash_mtl() -> Weighting:
     beta = bargaining_solution(cosine)
     return safe_divide(beta, norms)
 
-  return not_differentiable(weighting, "Nash-MTL")
+  return not_differentiable(scale_covariant(weighting, -0.5), "Nash-MTL")

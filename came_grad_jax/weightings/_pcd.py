@@ -116,7 +116,9 @@ def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8) -> StatefulWe
     debiased = ema / (1.0 - beta ** count.astype(gram.dtype))
     denominator = jnp.sqrt(debiased + eps)
     scales = safe_divide(1.0, denominator)
-    w = _priority_weights(gram * jnp.outer(scales, scales), tau)
+    # Scaled one side at a time: the product s_i s_j of two 1e-19 scales (Gram
+    # entries near 1e38) is below float32's normal range and would flush to 0.
+    w = _priority_weights(gram * scales[:, None] * scales[None, :], tau)
     direction = w * scales  # d~ = sum_k w_k s_k h_k
     length = norm_of(gram, direction)
     coeffs = direction * safe_divide(jnp.sqrt(sq_norms[0]), length)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from came_grad_jax import _numerics as numerics
 from came_grad_jax._numerics import safe_divide
 from came_grad_jax._random import as_key, fresh_key
-from came_grad_jax.weightings._base import StatefulWeighting, check_gram
+from came_grad_jax.weightings._base import StatefulWeighting, check_gram, scale_covariant_stateful
 
 Array = jax.Array
 
@@ -118,4 +118,4 @@ def pcgrad(key: jax.Array | int = 0) -> StatefulWeighting:
     a = project_conflicting(gram, random_orders(sub, gram.shape[0]))
     return jnp.sum(a, axis=0), PCGradState(key)
 
-  return StatefulWeighting(init, apply)
+  return scale_covariant_stateful(StatefulWeighting(init, apply))

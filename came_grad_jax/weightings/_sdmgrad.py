@@ -17,7 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from came_grad_jax import _hyperparams as hyperparams
-from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
+from came_grad_jax.weightings._base import (
+  Weighting,
+  check_gram,
+  not_differentiable,
+  scale_covariant,
+)
 from came_grad_jax.weightings._mgda import min_norm_point
 
 Array = jax.Array
@@ -82,4 +87,4 @@ def sdmgrad(lam: float = 0.3) -> Weighting:
     w = min_norm_point(shifted_gram(gram, lam))
     return (w + lam / k) / (1.0 + lam)
 
-  return not_differentiable(weighting, "SDMGrad", min_tasks=3)
+  return not_differentiable(scale_covariant(weighting), "SDMGrad", min_tasks=3)

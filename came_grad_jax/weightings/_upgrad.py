@@ -19,7 +19,12 @@ import jax.numpy as jnp
 
 from came_grad_jax._active_set import nonnegative_qp
 from came_grad_jax._numerics import correlation
-from came_grad_jax.weightings._base import Weighting, check_gram, not_differentiable
+from came_grad_jax.weightings._base import (
+  Weighting,
+  check_gram,
+  not_differentiable,
+  scale_covariant,
+)
 
 Array = jax.Array
 
@@ -75,4 +80,4 @@ def upgrad() -> Weighting:
     per_task = jax.vmap(lambda u: dual_cone_weights(gram, u))(jnp.eye(k, dtype=gram.dtype) / k)
     return jnp.sum(per_task, axis=0)
 
-  return not_differentiable(weighting, "UPGrad")
+  return not_differentiable(scale_covariant(weighting), "UPGrad")
