@@ -46,6 +46,7 @@ def _rel_err(got, want):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _methods())
 def test_zero_task_weight_gives_the_other_tasks_answer(name):
   """``task_weights=[0, 1]`` is legal: finite, the float64 answer, and count advances."""
@@ -59,6 +60,7 @@ def test_zero_task_weight_gives_the_other_tasks_answer(name):
     assert int(state.count) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _methods())
 def test_tiny_task_gradient_next_to_an_ordinary_one(name):

@@ -19,6 +19,9 @@ import pytest
 import came_grad_jax as cg
 from came_grad_jax import weightings
 
+# Every method at eight scales in float32 and float64: minutes of compilation (slow tier).
+pytestmark = pytest.mark.slow
+
 K, P = 3, 8
 SCALES = [1e-15, 1e-8, 1e8, 1e15, 1e18, 1e19]
 #: Random per coordinate in its own dtype: float32 and float64 runs draw differently.

@@ -15,6 +15,9 @@ from scipy.optimize import minimize
 
 from came_grad_jax import weightings
 
+# SOCP references for every case and radius (slow tier).
+pytestmark = pytest.mark.slow
+
 
 def _primal(h: np.ndarray, rho: float) -> tuple[float, np.ndarray]:
   """``(t*, u*)``: the primal optimum value and the optimal point closest to ``mu`` (float64)."""

@@ -150,6 +150,7 @@ def _float_hyperparameters(name: str) -> dict:
           if isinstance(default, float)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in cg.method_names("gradient") if _float_hyperparameters(n)])
 def test_every_float_hyperparameter_is_injectable_under_jit(name):
   """``optax.inject_hyperparams`` with every float hyperparameter traced, under ``jit``, gives
@@ -340,6 +341,7 @@ def _grad_names_the_method(name: str, message: str) -> bool:
   return title in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", cg.method_names("gradient"))
 def test_jax_grad_is_right_or_a_clear_error(name):
   """``jax.grad`` through every method's update, K = 3, at a generic point and with one zero

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.optimize import nnls
 
 from came_grad_jax import weightings
 from tests import mtl_checks, reference
@@ -25,7 +26,8 @@ def rectified(h: np.ndarray, rho: float) -> np.ndarray:
   alpha = reference.solve_dual(h @ h.T, rho)
   h_alpha = alpha @ h
   if np.linalg.norm(h_alpha) <= 1e-12 * (alpha @ np.linalg.norm(h, axis=1)):
-    return mu
+    lam, _ = nnls(h.T, -mu)  # Pareto-stationary: the optimal point closest to mu (Moreau)
+    return mu + h.T @ lam
   return mu + rho * np.linalg.norm(mu) * h_alpha / np.linalg.norm(h_alpha)
 
 
