@@ -64,20 +64,6 @@ def ratio_rows(rows, numerator: str = "came", denominator: str = "ls_1bwd") -> l
   return out
 
 
-def table(rows) -> str:
-  counts = sorted({int(n) for r in rows for n in r["times"]})
-  out = ["| model | K | method | " + " | ".join(f"{n} dev" for n in counts) +
-         " | 1-device step ms |",
-         "|---|---|---|" + "---:|" * (len(counts) + 1)]
-  for r in rows:
-    base = r["times"][str(counts[0])]["median_s"]
-    cells = [f"{r['times'][str(n)]['median_s'] / base:.2f}" if str(n) in r["times"] else "-"
-             for n in counts]
-    out.append(f"| {r['model']} ({r['num_params'] / 1e6:.2f}M) | {r['num_tasks']} | "
-               f"{r['method']} | " + " | ".join(cells) + f" | {common.fmt_ms(base)} |")
-  return "\n".join(out)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
   p = common.parser(__doc__, tasks=(3,))
   p.add_argument("--models", nargs="+", default=list(bench_comm.PROBLEMS),
@@ -109,7 +95,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
       common.write_json("scaling", {"rows": rows, "ratios": ratio_rows(rows), "devices": counts,
                                     "one_loop": True, "complete": False,
                                     "platform": jax.default_backend()}, args.out)
-  print(table(rows))
+  from benchmarks.report import scaling_table  # the one renderer of this table
+  print(scaling_table({"rows": rows, "ratios": ratio_rows(rows)}))
   common.write_json("scaling", {"rows": rows, "ratios": ratio_rows(rows), "devices": counts,
                                 "one_loop": True, "complete": True,
                                 "platform": jax.default_backend()}, args.out)

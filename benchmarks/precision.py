@@ -27,7 +27,8 @@ def _update(weighting, h, precise):
   return np.asarray(out, np.float64)
 
 
-def _strongly_stationary(seed, m=20, n=100, rank=10):
+def strongly_stationary(seed, m=20, n=100, rank=10):
+  """``v^T H = 0`` for a positive ``v``: 0 is a positive combination of the rows (float32)."""
   rng = np.random.default_rng(seed)
   v = np.abs(rng.normal(size=m)) + 0.1
   u = rng.normal(size=(m, rank))
@@ -38,7 +39,7 @@ def _strongly_stationary(seed, m=20, n=100, rank=10):
 def _errors(precise: bool) -> dict[str, float]:
   upgrad, perm, linear = [], [], []
   for seed in SEEDS:
-    h = _strongly_stationary(seed)
+    h = strongly_stationary(seed)
     upgrad.append(np.linalg.norm(h.astype(np.float64) @ _update(weightings.upgrad(), h, precise)))
     rng = np.random.default_rng(100 + seed)
     a = rng.normal(size=(20, 5)) @ rng.normal(size=(5, 10))

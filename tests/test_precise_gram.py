@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import came_grad_jax as cg
+from benchmarks.precision import strongly_stationary as _strongly_stationary
 from came_grad_jax import weightings
 from came_grad_jax._gram import precise_gram
 
@@ -21,15 +22,6 @@ ATOL = 1e-4
 
 def _rank_matrix(rng, m, n, rank):
   return rng.normal(size=(m, rank)) @ rng.normal(size=(rank, n))
-
-
-def _strongly_stationary(seed, m=20, n=100, rank=10):
-  """``v^T H = 0`` for a positive ``v``: 0 is a positive combination of the rows."""
-  rng = np.random.default_rng(seed)
-  v = np.abs(rng.normal(size=m)) + 0.1
-  u = rng.normal(size=(m, rank))
-  u -= np.outer(v, v @ u) / (v @ v)
-  return (u @ rng.normal(size=(rank, n))).astype(np.float32)
 
 
 def _update(weighting, h, precise):
