@@ -30,3 +30,11 @@ def x64():
 def case(request):
   return request.param
 
+
+
+def pytest_collection_modifyitems(items):
+  """chex's ``without_jit`` variants (eager dispatch, op by op) run in the slow tier; their
+  ``with_jit`` twins stay in the fast one (``tests/tiers.py``)."""
+  for item in items:
+    if item.name.endswith("__without_jit"):
+      item.add_marker(pytest.mark.slow)

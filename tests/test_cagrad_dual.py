@@ -7,6 +7,7 @@ import pytest
 
 from came_grad_jax.weightings import _cagrad as cagrad_module
 from tests import reference
+from tests.tiers import grid
 
 
 def random_gram(k, seed, dim=12):
@@ -15,7 +16,7 @@ def random_gram(k, seed, dim=12):
   return h @ h.T
 
 
-@pytest.mark.parametrize("k", [2, 3, 5, 8, 16])
+@pytest.mark.parametrize("k", grid([2, 3, 5, 8, 16], fast=[2, 16]))
 @pytest.mark.parametrize("seed", range(3))
 def test_dual_gap_and_reference_objective(x64, k, seed):
   m = random_gram(k, seed)
@@ -49,7 +50,7 @@ def test_no_host_callbacks_in_the_compiled_solver(k):
   assert "callback" not in text and "pure_callback" not in text
 
 
-@pytest.mark.parametrize("k", [4, 6, 7])
+@pytest.mark.parametrize("k", grid([4, 6, 7], fast=[7]))
 def test_dual_objective_is_optimal_on_every_case(x64, case, k):
   """As good as the exhaustive float64 reference, including K outside {2, 3, 5, 8}."""
   h = reference.task_gradients(case, k)

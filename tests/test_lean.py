@@ -102,6 +102,7 @@ class LeanTest(chex.TestCase):
     assert rel_err(grads, want) <= 1e-5
     chex.assert_trees_all_close(losses, losses_fn(params, *batch), rtol=1e-6)
 
+  @pytest.mark.slow
   def test_representation_is_exact_when_the_representation_is_the_parameters(self):
     # encode returns the shared parameters themselves and heads have no parameters
     # of their own: then dL/dz is dL/dtheta and the approximation is exact.
@@ -116,6 +117,7 @@ class LeanTest(chex.TestCase):
     _, got, _ = jax.jit(came_grad_jax.representation_value_and_grad(enc, hd))(params)
     assert rel_err(got, want) <= 1e-5
 
+  @pytest.mark.slow
   def test_representation_with_a_tuple_of_losses(self):
     params, batch = init_params(), make_batch()
     as_tuple = lambda p, z, *b: tuple(heads(p, z, *b))
@@ -123,6 +125,7 @@ class LeanTest(chex.TestCase):
     got = jax.jit(came_grad_jax.representation_value_and_grad(encode, as_tuple))(params, *batch)
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
 
+  @pytest.mark.slow
   def test_has_aux(self):
     params, batch = init_params(), make_batch()
     fun = lambda p, *b: (losses_fn(p, *b), {"n": jnp.sum(b[1])})
@@ -155,6 +158,7 @@ class LeanTest(chex.TestCase):
     with pytest.raises(ValueError, match="vector of K losses"):
       came_grad_jax.lean_value_and_grad(lambda p, *b: jnp.sum(losses_fn(p, *b)))(params, *batch)
 
+  @pytest.mark.slow
   def test_chunks_reduce_compiled_temporary_memory(self):
     # Many large leaves: K x P task gradients dominate; computing them in 4
     # chunks must need less temporary memory than all at once (compiled

@@ -7,6 +7,7 @@ import optax
 import pytest
 
 import came_grad_jax as cg
+from tests.tiers import grid
 
 TASK_WEIGHTS = np.array([1.0, 2.0, 0.5])
 GRADIENT_METHODS = cg.method_names("gradient")
@@ -27,45 +28,30 @@ def extra_args(tx) -> dict:
   return {}
 
 
-def updates_on_battery(txs: dict, g: np.ndarray, warm_up: bool = False) -> dict:
-  """Each transformation's updates for every gradient set of the battery, from one state.
+def updates_on_battery(tx, g: np.ndarray, warm_up: bool = False) -> np.ndarray:
+  """The transformation's updates for every gradient set of the battery, from one state.
 
   With ``warm_up`` the state is the one after a first step on other gradients,
   so that stateful methods (EMAs, tracked gradients, moving weights) are
-  checked past their first step, which is often a plain method. One jitted
-  function for all of them (vmapped over the battery): compiling them together
-  is several times faster than one by one.
+  checked past their first step, which is often a plain method. One compiled
+  step per method serves the warm-up and every gradient set (an eager warm-up
+  costs more than compiling, a vmapped battery a second program), and a
+  program per method lets the test workers share the registry.
   """
-  states = {name: tx.init(jnp.zeros(g.shape[2])) for name, tx in txs.items()}
-  if warm_up:
-    first = jnp.asarray(battery(seed=99, size=1)[0, :g.shape[1]])
-    states = {name: tx.update(first, states[name], **extra_args(tx))[1]
-              for name, tx in txs.items()}
-
-  @jax.jit
-  def run(g, states):
-    return {name: jax.vmap(lambda x, s, tx=tx: tx.update(x, s, **extra_args(tx)),
-                           in_axes=(0, None))(g, states[name])[0]
-            for name, tx in txs.items()}
-
+  step = jax.jit(lambda x, s: tx.update(x, s, **extra_args(tx)))
   with jax.enable_x64(True):
-    return {name: np.asarray(d) for name, d in run(jnp.asarray(g), states).items()}
-
-
-@pytest.fixture(scope="module")
-def table_updates():
-  """``(g, {method: d})`` for every gradient method of the registry, on the battery."""
-  with jax.enable_x64(True):
-    txs = {name: cg.make_method(name, task_weights=TASK_WEIGHTS) for name in GRADIENT_METHODS}
-    g = battery()
-    return g, updates_on_battery(txs, g, warm_up=True)
+    state = tx.init(jnp.zeros(g.shape[2]))
+    if warm_up:
+      state = step(jnp.asarray(battery(seed=99, size=1)[0, :g.shape[1]]), state)[1]
+    return np.stack([np.asarray(step(x, state)[0]) for x in jnp.asarray(g)])
 
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)
-def test_registry_properties_hold(table_updates, name):
+def test_registry_properties_hold(name):
   method = cg.get_method(name)
-  g, updates = table_updates
-  d = updates[name]
+  with jax.enable_x64(True):
+    g = battery()
+    d = updates_on_battery(cg.make_method(name, task_weights=TASK_WEIGHTS), g, warm_up=True)
   h = g * TASK_WEIGHTS[:, None]  # the task-weighted gradients the properties are about
   norms = np.linalg.norm(h, axis=2)
   conflict = np.max(-np.einsum("bkp,bp->bk", h, d) / (norms * np.linalg.norm(d, axis=1)[:, None]
@@ -128,7 +114,7 @@ def test_methods_table_has_a_row_per_method():
 
 def test_pcgrad_is_non_conflicting_for_two_tasks(x64):
   g = battery()[:, :2]
-  d = updates_on_battery({"PCGrad": cg.pcgrad(num_tasks=2)}, g)["PCGrad"]
+  d = updates_on_battery(cg.pcgrad(num_tasks=2), g)
   inner = np.einsum("bkp,bp->bk", g, d)
   assert inner.min() >= -1e-12 * np.abs(g).sum()
 
@@ -163,8 +149,9 @@ def test_chains_with_an_optimizer_and_carries_the_key(x64):
   assert np.all(np.isfinite(params))
 
 
-@pytest.mark.parametrize("name", [n for n in GRADIENT_METHODS
-                                  if not cg.get_method(n).needs_num_tasks])
+@pytest.mark.parametrize("name", grid([n for n in GRADIENT_METHODS
+                                       if not cg.get_method(n).needs_num_tasks],
+                                      fast=["came"]))
 def test_factories_need_no_number_of_tasks_under_jit(name):
   """K comes from the updates' leading axis; scalar diagnostics are kept, K-shaped ones not."""
   tx = cg.make_method(name)

@@ -60,6 +60,7 @@ def test_sharded_update_matches_unsharded_and_keeps_sharding(mesh):
   assert jax.tree.map(lambda x: x.dtype, new_state) == jax.tree.map(lambda x: x.dtype, state)
 
 
+@pytest.mark.slow
 def test_chain_with_adamw_keeps_param_sharding(mesh):
   params, grads = problem()
   tx = optax.chain(came_grad(num_tasks=K), optax.adamw(1e-3))

@@ -19,6 +19,7 @@ G = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]])}
 G3 = {"w": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0], [0.5, 1.0, -2.0]])}
 
 
+@pytest.mark.slow
 def test_paper_defaults_as_the_paper_writes_them():
   """``came_grad()`` and ``inject_hyperparams(came_grad)(rho, kappa, nu)`` work with no K."""
   for tx in (cg.came_grad(), cg.mgda(), cg.upgrad(), cg.cagrad(c=0.5),
@@ -248,6 +249,7 @@ def test_task_weights_are_validated_at_construction(bad, error, match):
     cg.came_grad(task_weights=bad)
 
 
+@pytest.mark.slow
 def test_task_weights_are_copied():
   weights = [1.0, 4.0]
   tx = cg.came_grad(task_weights=weights)
@@ -294,6 +296,7 @@ def test_value_and_task_grads_with_no_losses_is_a_clear_error():
       cg.value_and_task_grads(lambda p: jnp.zeros((0,)) * p[0], vectorize=vectorize)(jnp.ones(2))
 
 
+@pytest.mark.slow
 def test_multisteps_goes_after_the_aggregation():
   """The supported placement: aggregate each micro-batch, then MultiSteps averages the updates.
 

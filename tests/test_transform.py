@@ -162,6 +162,7 @@ def test_multi_transform_shared_came_heads_ls():
   np.testing.assert_allclose(u["w"], want["w"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_bf16_gradients():
   params, x = setup()
   _, grads = value_and_task_grads(losses_fn)(params, x)

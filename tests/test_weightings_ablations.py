@@ -8,6 +8,7 @@ from scipy.optimize import nnls
 
 from came_grad_jax import weightings
 from tests import mtl_checks, reference
+from tests.tiers import grid
 
 RHO, KAPPA, NU = 0.5, 1.5, 0.2
 
@@ -48,7 +49,7 @@ def test_matches_float64_reference(x64, k, case):
     assert err <= 1e-8, (name, err)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_stages_compose_to_the_named_methods(x64, jit):
   def pairs(gram):
     return ((weightings.came_s1(RHO)(gram), weightings.cagrad(RHO, rescale=False)(gram)),
@@ -66,6 +67,7 @@ def test_bad_hyperparameters_are_rejected(kwargs, name):
     weightings.came_stages(**{"rho": 0.5, **kwargs})
 
 
+@pytest.mark.slow
 def test_finite_in_float32():
   for weighting in (weightings.came_s1(), weightings.came_s1_s2(), weightings.came_s1_s3()):
     mtl_checks.assert_finite_in_float32(mtl_checks.jitted(weighting), k=2)

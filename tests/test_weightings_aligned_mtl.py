@@ -5,6 +5,7 @@ import pytest
 
 from came_grad_jax import weightings
 from tests import mtl_checks
+from tests.tiers import grid
 
 ALIGNED = mtl_checks.jitted(weightings.aligned_mtl())
 
@@ -44,7 +45,7 @@ def test_scale_modes(x64, scale):
                                       lambda h: aligned_reference(h, scale), 1e-12, k=5)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(ALIGNED if jit else weightings.aligned_mtl(),
                                       aligned_reference, 1e-12)

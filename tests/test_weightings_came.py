@@ -1,5 +1,7 @@
 """CAME-Grad's weighting and its stages against float64 NumPy references and docs/design.md's properties."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 
 from came_grad_jax import weightings
 from tests import reference
+from tests.tiers import grid
 
 TASK_COUNTS = (2, 3, 5, 8)
 
@@ -17,13 +20,19 @@ def rel_err(got, want, h):
   return np.linalg.norm(got - want) / max(np.linalg.norm(want), floor)
 
 
+@functools.cache
+def jitted_came(rho, kappa, nu):
+  """CAME-Grad's weighting jitted once per hyperparameters (compiled once per K and dtype)."""
+  return jax.jit(weightings.came(rho, kappa, nu))
+
+
 def came_via_library(h, rho, kappa, nu, dtype):
   gram = jnp.asarray(h @ h.T, dtype)  # the library's own Gram is tested in test_gram
-  c = np.asarray(jax.jit(weightings.came(rho, kappa, nu))(gram), np.float64)
+  c = np.asarray(jitted_came(rho, kappa, nu)(gram), np.float64)
   return c @ h
 
 
-@pytest.mark.parametrize("k", TASK_COUNTS)
+@pytest.mark.parametrize("k", grid(TASK_COUNTS, fast=[2, 8]))
 def test_matches_float64_reference(x64, case, k):
   h = reference.task_gradients(case, k)
   want = reference.came_update(h, 0.5, 1.5, 0.2)
@@ -38,7 +47,7 @@ def test_matches_float64_reference(x64, case, k):
 FLOAT32_UNRESOLVED = {("badly_scaled", 5)}
 
 
-@pytest.mark.parametrize("k", TASK_COUNTS)
+@pytest.mark.parametrize("k", grid(TASK_COUNTS, fast=[8]))
 def test_matches_reference_in_float32(request, case, k):
   if (case, k) in FLOAT32_UNRESOLVED:
     request.applymarker(pytest.mark.xfail(strict=True, reason="float32 cannot resolve 1e12 scale spread"))
@@ -53,7 +62,7 @@ def random_h(k, seed, dim=30):
   return rng.normal(size=(k, dim)) + rng.normal() * rng.normal(size=dim)
 
 
-@pytest.mark.parametrize("k", TASK_COUNTS)
+@pytest.mark.parametrize("k", grid(TASK_COUNTS, fast=[5]))
 @pytest.mark.parametrize("seed", range(4))
 def test_rectified_direction_is_in_the_ball_and_no_worse(x64, k, seed):
   h = random_h(k, seed)
@@ -64,28 +73,29 @@ def test_rectified_direction_is_in_the_ball_and_no_worse(x64, k, seed):
   assert np.min(h @ u_rect) >= np.min(h @ mu) - 1e-9 * np.abs(h @ mu).max()
 
 
-@pytest.mark.parametrize("k", TASK_COUNTS)
+@pytest.mark.parametrize("k", grid(TASK_COUNTS, fast=[3]))
 def test_rho0_kappa1_nu0_is_linear_scalarization(x64, k):
   h = random_h(k, 1)
-  c = jax.jit(weightings.came(0.0, 1.0, 0.0))(jnp.asarray(h @ h.T))
+  c = jitted_came(0.0, 1.0, 0.0)(jnp.asarray(h @ h.T))
   np.testing.assert_allclose(np.asarray(c) @ h, h.sum(0), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("rho,kappa", [(0.0, 0.5), (0.5, 1.5), (2.0, 3.0)])
-def test_nu1_is_linear_scalarization(x64, rho, kappa):
+@pytest.mark.parametrize("rho_kappa", grid([(0.0, 0.5), (0.5, 1.5), (2.0, 3.0)], fast=[(0.5, 1.5)]))
+def test_nu1_is_linear_scalarization(x64, rho_kappa):
+  rho, kappa = rho_kappa
   h = random_h(4, 2)
-  c = jax.jit(weightings.came(rho, kappa, 1.0))(jnp.asarray(h @ h.T))
+  c = jitted_came(rho, kappa, 1.0)(jnp.asarray(h @ h.T))
   np.testing.assert_allclose(np.asarray(c), np.ones(4), rtol=0, atol=1e-15)
 
 
-@pytest.mark.parametrize("k", TASK_COUNTS)
+@pytest.mark.parametrize("k", grid(TASK_COUNTS, fast=[5]))
 def test_nu0_update_has_kappa_times_joint_norm(x64, k):
   h = random_h(k, 3)
-  c = np.asarray(jax.jit(weightings.came(0.5, 1.5, 0.0))(jnp.asarray(h @ h.T)))
+  c = np.asarray(jitted_came(0.5, 1.5, 0.0)(jnp.asarray(h @ h.T)))
   np.testing.assert_allclose(np.linalg.norm(c @ h), 1.5 * np.linalg.norm(h.sum(0)), rtol=1e-10)
 
 
-@pytest.mark.parametrize("rescale", [True, False])
+@pytest.mark.parametrize("rescale", grid([True, False], fast=[True]))
 def test_s1_alone_is_cagrad(x64, rescale):
   h = random_h(5, 4)
   gram = jnp.asarray(h @ h.T)
@@ -106,7 +116,7 @@ def test_stages_compose_to_came(x64):
 def test_coefficients_invariant_to_gram_scale(x64, scale):
   h = random_h(4, 6)
   gram = jnp.asarray(h @ h.T)
-  w = jax.jit(weightings.came())
+  w = jitted_came(0.5, 1.5, 0.2)  # the defaults
   np.testing.assert_allclose(w(scale * gram), w(gram), rtol=1e-9)
 
 
@@ -120,7 +130,7 @@ def test_tiny_task_is_still_rectified(x64):
   assert rel_err(got, want, h) <= 1e-8
 
 
-@pytest.mark.parametrize("k", (2, 3))
+@pytest.mark.parametrize("k", grid((2, 3), fast=[2]))
 def test_all_zero_gradients_give_zero_update(k):
   c = weightings.came()(jnp.zeros((k, k)))
   assert np.all(np.isfinite(c))

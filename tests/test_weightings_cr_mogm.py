@@ -27,6 +27,7 @@ def test_is_the_ema_of_the_base_coefficients(x64, base):
     np.testing.assert_allclose(np.asarray(c), want, rtol=1e-12, atol=1e-14 * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_beta_zero_is_the_base(x64):
   h = mtl_checks.gradients("random", 4)
   c = mtl_checks.coefficients(weightings.ema_weighting(weightings.mgda(), 0.0), h)

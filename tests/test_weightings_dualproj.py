@@ -6,6 +6,7 @@ import pytest
 from came_grad_jax import weightings
 from tests import mtl_checks
 from tests.test_weightings_upgrad import project_onto_dual_cone
+from tests.tiers import grid
 
 DUALPROJ = mtl_checks.jitted(weightings.dualproj())
 
@@ -19,7 +20,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(mtl_checks.reference_errors(DUALPROJ, dualproj_reference), 1e-12)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(DUALPROJ if jit else weightings.dualproj(),
                                       dualproj_reference, 1e-12)

@@ -12,6 +12,7 @@ from came_grad_jax.weightings._gradvac import vaccinate
 from came_grad_jax.weightings._pcgrad import random_orders
 from tests import mtl_checks
 from tests.test_weightings_pcgrad import pcgrad_reference
+from tests.tiers import grid
 
 VACCINATE = jax.jit(vaccinate)
 
@@ -54,7 +55,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(errors, 1e-11)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   h = mtl_checks.gradients("random", 4)
   targets = np.full((4, 4), 0.2)

@@ -5,6 +5,7 @@ import pytest
 
 from came_grad_jax import weightings
 from tests import mtl_checks
+from tests.tiers import grid
 
 IMTL_G = mtl_checks.jitted(weightings.imtl_g())
 
@@ -31,7 +32,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(errors, 1e-9)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(IMTL_G if jit else weightings.imtl_g(), imtl_g_reference,
                                       1e-12)

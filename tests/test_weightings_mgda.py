@@ -7,6 +7,7 @@ import pytest
 
 from came_grad_jax import weightings
 from tests import mtl_checks
+from tests.tiers import grid
 
 MGDA = mtl_checks.jitted(weightings.mgda())
 
@@ -51,7 +52,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(mtl_checks.reference_errors(MGDA, min_norm_reference), 1e-9)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(MGDA if jit else weightings.mgda(), min_norm_reference, 1e-9)
 
@@ -73,5 +74,6 @@ def test_known_two_task_solution():
   np.testing.assert_allclose(c, [0.8, 0.2], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_finite_in_float32():
   mtl_checks.assert_finite_in_float32(MGDA)

@@ -6,6 +6,7 @@ from scipy.optimize import linprog, root
 
 from came_grad_jax import weightings
 from tests import mtl_checks
+from tests.tiers import grid
 
 NASH = mtl_checks.jitted(weightings.nash_mtl())
 
@@ -50,7 +51,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(errors, 1e-10)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(NASH if jit else weightings.nash_mtl(), nash_reference, 1e-12)
 

@@ -10,6 +10,7 @@ import pytest
 from came_grad_jax import weightings
 from came_grad_jax.weightings._pcgrad import project_conflicting, random_orders
 from tests import mtl_checks
+from tests.tiers import grid
 
 PROJECT = jax.jit(project_conflicting)
 
@@ -41,7 +42,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(errors, 1e-13)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   h = mtl_checks.gradients("random", 4)
   orders = np.asarray(random_orders(jax.random.key(0), 4))

@@ -7,6 +7,7 @@ import pytest
 
 from came_grad_jax import weightings
 from tests import mtl_checks
+from tests.tiers import grid
 
 SDMGRAD = mtl_checks.jitted(weightings.sdmgrad(0.3))
 
@@ -43,12 +44,13 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(mtl_checks.reference_errors(SDMGRAD, sdmgrad_reference), 1e-9)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(SDMGRAD if jit else weightings.sdmgrad(0.3),
                                       sdmgrad_reference, 1e-9)
 
 
+@pytest.mark.slow
 def test_lambda_zero_is_mgda_and_large_lambda_the_mean(x64):
   h = mtl_checks.gradients("random", 4)
   mgda = mtl_checks.coefficients(weightings.mgda(), h)
@@ -63,5 +65,6 @@ def test_bad_lambda():
     weightings.sdmgrad(-1.0)
 
 
+@pytest.mark.slow
 def test_finite_in_float32():
   mtl_checks.assert_finite_in_float32(SDMGRAD)

@@ -9,6 +9,7 @@ from scipy.optimize import nnls
 from came_grad_jax import weightings
 from came_grad_jax._active_set import nonnegative_qp
 from tests import mtl_checks
+from tests.tiers import grid
 
 UPGRAD = mtl_checks.jitted(weightings.upgrad())
 
@@ -32,7 +33,7 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(mtl_checks.reference_errors(UPGRAD, upgrad_reference), 1e-12)
 
 
-@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("jit", grid([True, False], fast=[True]))
 def test_jit_and_eager(x64, jit):
   mtl_checks.assert_matches_reference(UPGRAD if jit else weightings.upgrad(), upgrad_reference,
                                       1e-12)

@@ -13,6 +13,7 @@ from flax import nnx
 
 from examples.rrg import models
 from examples.rrg.training import tasks
+from tests.tiers import grid
 
 TINY = models.ModelConfig(vocab_size=24, max_len=10, image_size=16, channels=(4, 8), d_model=16,
                           num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8, rm_dim=8,
@@ -45,7 +46,7 @@ def _rel(a, b):
   return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("backbone", grid(BACKBONES, fast=["r2gen"]))
 def test_shapes(backbone):
   model = _model(backbone)
   assert isinstance(model, models.ReportModel)
@@ -60,7 +61,7 @@ def test_shapes(backbone):
   assert not jax.tree.leaves(nnx.state(model, nnx.Not(nnx.Param)))
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("backbone", grid(BACKBONES, fast=["promptmrg"]))
 def test_decoder_is_causal(backbone):
   model = _model(backbone)
   batch = _batch(seed=1)

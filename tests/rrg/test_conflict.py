@@ -106,6 +106,7 @@ def test_gram_summary_of_opposed_and_aligned_tasks():
   assert aligned["diffusion_decay"] == pytest.approx(np.sqrt(3) / 2)
 
 
+@pytest.mark.slow
 def test_full_batch_probe_on_a_tiny_model():
   config = dataclasses.replace(configs.smoke(), tasks=("nll", "cls"), task_weights=(1.0, 4.0),
                                disjoint=1.0)

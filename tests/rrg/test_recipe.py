@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from examples.rrg import configs
@@ -42,6 +43,7 @@ def test_weight_decay_reaches_only_parameters_of_ndim_two_or_more():
     np.testing.assert_allclose(updates[name], -lr0 * 0.05, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_models_biases_and_norms_are_not_decayed_under_nnx_optimizer():
   model = train.create_model(PAPER, _Tokenizer(), _split(), 0)
   before = nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -72,6 +74,7 @@ def _two_updates(tx, grads):
   return out
 
 
+@pytest.mark.slow
 def test_the_ls_path_is_clipped_by_value_and_came_grad_is_not():
   # Two task gradients (K = 2) of magnitudes far above 0.1, then their clipped copies: the LS
   # update cannot tell them apart (clip_grad_value_ 0.1 first), CAME-Grad's can.
