@@ -424,6 +424,49 @@ def footer(data: dict) -> str:
           f"{data['machine']['load_average']:.1f} at the end).")
 
 
+def merge(parts: Sequence[dict]) -> dict:
+  """One study from the ``conflict.json`` of several runs of the same study, each over some of
+  its knob values (run side by side: one process per value, or one machine per value).
+
+  The knob, methods, seeds, interval method and config must agree, every part must be complete
+  and no value may repeat; rows and settings are concatenated in the parts' order. The wall
+  time is the longest part's (``part_wall_times``: each part's), the load average the highest.
+  """
+  if not parts:
+    raise ValueError("merge needs at least one conflict.json")
+  first = parts[0]
+  for i, part in enumerate(parts):
+    for key in ("knob", "methods", "seeds", "interval_method", "config"):
+      if part.get(key) != first.get(key):
+        raise ValueError(f"part {i} differs from part 0 in {key!r}: {part.get(key)!r} vs "
+                         f"{first.get(key)!r}")
+    if not part.get("complete", True):
+      raise ValueError(f"part {i} is incomplete (values {part['values']})")
+  values = [v for part in parts for v in part["values"]]
+  if len(set(values)) != len(values):
+    raise ValueError(f"a knob value is in more than one part: {values}")
+  return {**first, "values": values,
+          "rows": [r for part in parts for r in part["rows"]],
+          "settings": [s for part in parts for s in part["settings"]],
+          "complete": True, "wall_time": max(part["wall_time"] for part in parts),
+          "part_wall_times": [part["wall_time"] for part in parts],
+          "machine": {"cpus": first["machine"]["cpus"],
+                      "load_average": max(p["machine"]["load_average"] for p in parts)}}
+
+
+def write_outputs(out: dict, directory: str) -> str:
+  """``conflict.json``, ``conflict.md`` and ``conflict.png`` of a study under ``directory``;
+  returns the markdown (table and footer)."""
+  os.makedirs(directory, exist_ok=True)
+  md = table(out["rows"], out["settings"]) + "\n\n" + footer(out)
+  plot(out["rows"], os.path.join(directory, "conflict.png"))
+  with open(os.path.join(directory, "conflict.md"), "w", encoding="utf-8") as f:
+    f.write(f"{md}\n\n![conflict](conflict.png)\n")
+  with open(os.path.join(directory, "conflict.json"), "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=1)
+  return md
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
   p = argparse.ArgumentParser(prog="python -m examples.rrg.conflict", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -437,7 +480,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--disjoint", type=float, help="with --knob bottleneck: the dial's value")
   p.add_argument("--out", default="runs/rrg_conflict")
   p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--merge", nargs="+", metavar="CONFLICT_JSON",
+                 help="write one study under --out from the conflict.json of runs over some of "
+                      "its values each (no training)")
   args = p.parse_args(argv)
+  if args.merge:
+    parts = []
+    for path in args.merge:
+      try:
+        with open(path, encoding="utf-8") as f:
+          parts.append(json.load(f))
+      except (OSError, ValueError) as e:
+        raise SystemExit(f"--merge: cannot read {path}: {e}") from None
+    try:
+      out = merge(parts)
+    except ValueError as e:
+      raise SystemExit(f"--merge: {e}") from None
+    print("\n" + write_outputs(out, args.out), flush=True)
+    return out
   try:
     values = ([float(v) for v in args.values.split(",") if v.strip()] if args.values
               else list(KNOBS[args.knob]))
@@ -475,12 +535,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   except ValueError as e:
     raise SystemExit(str(e)) from None
   out = results(rows, settings, True)
-  md = table(rows, settings)
-  print("\n" + md + "\n\n" + footer(out), flush=True)
-  plot(rows, os.path.join(args.out, "conflict.png"))
-  with open(os.path.join(args.out, "conflict.md"), "w", encoding="utf-8") as f:
-    f.write(f"{md}\n\n{footer(out)}\n\n![conflict](conflict.png)\n")
-  write(out)
+  print("\n" + write_outputs(out, args.out), flush=True)
   return out
 
 

@@ -2,6 +2,8 @@
 full-batch measurements of the conflict study."""
 
 import dataclasses
+import json
+import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -122,3 +124,51 @@ def test_full_batch_probe_on_a_tiny_model():
   assert set(out["auroc"]) == {*conflict.FREQUENT, "mean"}
   assert conflict.probe_steps(dataclasses.replace(config, num_steps=600)) == (
       100, 200, 300, 400, 500, 600)
+
+
+def _committed_study():
+  path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rrg", "results",
+                      "conflict_disjoint", "conflict.json")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _part(study, values, wall):
+  return {**study, "values": values, "wall_time": wall,
+          "rows": [r for r in study["rows"] if r["value"] in values],
+          "settings": [s for s in study["settings"] if s["value"] in values]}
+
+
+def test_merge_puts_a_study_run_value_by_value_back_together(tmp_path):
+  study = _committed_study()
+  values = sorted({r["value"] for r in study["rows"]})
+  parts = [_part(study, [v], 10.0 * (i + 1)) for i, v in enumerate(values)]
+  merged = conflict.merge(parts)
+  assert merged["values"] == values
+  assert merged["rows"] == sorted(study["rows"], key=lambda r: values.index(r["value"]))
+  assert [s["value"] for s in merged["settings"]] == values
+  assert merged["wall_time"] == 10.0 * len(values)
+  assert merged["part_wall_times"] == [10.0 * (i + 1) for i in range(len(values))]
+  md = conflict.write_outputs(merged, str(tmp_path))
+  assert md.splitlines()[0].startswith("| knob |")
+  assert sorted(os.listdir(tmp_path)) == ["conflict.json", "conflict.md", "conflict.png"]
+  # the command line does the same
+  for i, part in enumerate(parts):
+    with open(tmp_path / f"part{i}.json", "w", encoding="utf-8") as f:
+      json.dump(part, f)
+  out = conflict.main(["--merge", *(str(tmp_path / f"part{i}.json") for i in range(len(parts))),
+                       "--out", str(tmp_path / "merged")])
+  assert out["rows"] == merged["rows"]
+
+
+def test_merge_refuses_parts_of_different_studies():
+  study = _committed_study()
+  v0, v1 = sorted({r["value"] for r in study["rows"]})[:2]
+  with pytest.raises(ValueError, match="'seeds'"):
+    conflict.merge([_part(study, [v0], 1.0), {**_part(study, [v1], 1.0), "seeds": [7]}])
+  with pytest.raises(ValueError, match="more than one part"):
+    conflict.merge([_part(study, [v0], 1.0), _part(study, [v0], 1.0)])
+  with pytest.raises(ValueError, match="incomplete"):
+    conflict.merge([{**_part(study, [v0], 1.0), "complete": False}])
+  with pytest.raises(SystemExit, match="--merge"):
+    conflict.main(["--merge", os.devnull])
