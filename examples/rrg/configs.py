@@ -80,6 +80,9 @@ class Config:
   # a share in [0, 1] draws an independent second set of findings into every image and moves
   # that share of the cls targets to it (``input_pipeline.synthetic_dataset``).
   disjoint: float | None = None
+  # How the dial's second set of findings is drawn (``synthetic.INDEPENDENT_STYLES``):
+  # "opposite" (same places, opposite brightness) or "flipped" (same brightness, upside down).
+  independent_style: str = "opposite"
   # Grain worker processes reading the training batches (0: threads of the training process).
   workers: int = 0
   ann_path: str | None = None
@@ -124,6 +127,9 @@ class Config:
       raise ValueError(f"recipe must be 'default' or 'paper', got {self.recipe!r}")
     if self.disjoint is not None and not 0.0 <= self.disjoint <= 1.0:
       raise ValueError(f"disjoint must be None or in [0, 1], got {self.disjoint}")
+    if self.independent_style not in ("opposite", "flipped"):
+      raise ValueError(f"independent_style must be 'opposite' or 'flipped', got "
+                       f"{self.independent_style!r}")
     if self.disjoint is not None and self.data != "synthetic":
       raise ValueError("disjoint is a knob of the synthetic data (data='synthetic')")
     if any(w <= 0 for w in self.ls_tune_grid):

@@ -9,7 +9,14 @@ The knobs change how much the ``nll`` and ``cls`` tasks compete for the shared i
   classification targets is moved to that set (``input_pipeline.synthetic_dataset``). At 0
   the classifier wants what the report states, at 1 only what it never mentions.
 * ``bottleneck``: every image token passes through a unit-norm representation of width ``b``
-  that the decoder and the classifier share (``ModelConfig.bottleneck``; 0: none).
+  that the decoder and the classifier share (``ModelConfig.bottleneck``; 0: none). With
+  ``ModelConfig.bottleneck_kind = "global"`` (set in the config) the whole feature map is
+  narrowed to ONE unit-RMS vector of width ``b`` instead, expanded to
+  ``ModelConfig.bottleneck_tokens`` memory tokens: all the decoder and the classifier see of
+  the image.
+* ``Config.independent_style`` (set in the config): how the dial draws its second set of
+  findings, ``"opposite"`` (default: same places, opposite brightness) or ``"flipped"`` (same
+  brightness, upside down, so the two sets are told apart by where they are).
 * ``mismatch``: a share of the training studies get another study's cls targets (zero-mean
   label noise: the negative control, it lowers CE-F1 and moves no measured conflict).
 * ``width``: the encoder's widths ``(w, 2w, 4w)``.
