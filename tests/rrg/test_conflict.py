@@ -204,3 +204,15 @@ def test_flipped_independent_set_is_drawn_upside_down_with_the_same_brightness()
     synthetic.generate(4, image_size=32, independent=True, independent_style="mirrored")
   with pytest.raises(ValueError, match="independent_style"):
     dataclasses.replace(configs.smoke(), independent_style="mirrored")
+
+
+def test_the_conflict_config_narrows_the_default_model_and_flips_the_independent_set():
+  config = configs.get_config("conflict_global")
+  default = configs.default()
+  assert (config.model.bottleneck, config.model.bottleneck_kind) == (8, "global")
+  assert config.independent_style == "flipped" and config.disjoint == 1.0
+  assert config.tasks == default.tasks and config.task_weights == default.task_weights
+  assert (config.num_steps, config.batch_size) == (default.num_steps, default.batch_size)
+  setting, _ = conflict.setting(dataclasses.replace(config, num_train=8, num_val=4,
+                                                    num_test=4), None, "disjoint", 0.0)
+  assert setting.disjoint == 0.0 and setting.independent_style == "flipped"
