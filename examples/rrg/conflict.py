@@ -9,7 +9,15 @@ The knobs change how much the ``nll`` and ``cls`` tasks compete for the shared i
   classification targets is moved to that set (``input_pipeline.synthetic_dataset``). At 0
   the classifier wants what the report states, at 1 only what it never mentions.
 * ``bottleneck``: every image token passes through a unit-norm representation of width ``b``
-  that the decoder and the classifier share (``ModelConfig.bottleneck``; 0: none).
+  that the decoder and the classifier share (``ModelConfig.bottleneck``; 0: none). With
+  ``ModelConfig.bottleneck_kind = "global"`` (set in the config) the whole feature map is
+  narrowed to ONE unit-RMS vector of width ``b`` instead, expanded to
+  ``ModelConfig.bottleneck_tokens`` memory tokens: all the decoder and the classifier see of
+  the image (the ``conflict_global`` config).
+* ``Config.independent_style`` (set in the config): how the dial draws its second set of
+  findings, ``"opposite"`` (default: same places, opposite brightness) or ``"flipped"`` (same
+  brightness, upside down, so the two sets are told apart by where they are; the
+  ``conflict_global`` config).
 * ``mismatch``: a share of the training studies get another study's cls targets (zero-mean
   label noise: the negative control, it lowers CE-F1 and moves no measured conflict).
 * ``width``: the encoder's widths ``(w, 2w, 4w)``.
@@ -26,6 +34,8 @@ are both fitted: read the cosine with the norms.
   python -m examples.rrg.conflict --knob disjoint --values 0,0.5,1 \
       --methods ls,ls_tuned,came,cagrad,mgda,pcgrad,nash_mtl,fairgrad --seeds 0,1,2,3,4 \
       --out runs/rrg_conflict_disjoint
+  python -m examples.rrg.conflict --config conflict_global --knob disjoint --values 0,0.5,1 \
+      --methods ls --seeds 0,1 --out DIR
   python -m examples.rrg.conflict --knob bottleneck --values 0,16,4 --disjoint 1 --out DIR
   python -m examples.rrg.conflict --knob mismatch --values 0,1 --methods came --out DIR
 
@@ -407,9 +417,15 @@ def footer(data: dict) -> str:
   config = data["config"]
   steps = probe_steps(dataclasses.replace(configs.default(), num_steps=config["num_steps"]))
   bottleneck = config["model"].get("bottleneck", 0)
+  if bottleneck and config["model"].get("bottleneck_kind", "token") == "global":
+    bottleneck = f"{bottleneck} (global)"
   return (f"Config `{config['name']}` (tasks {list(config['tasks'])}, weights "
           f"{list(config['task_weights'])}), {config['num_steps']} steps of batch "
           f"{config['batch_size']}" + (f", bottleneck {bottleneck}" if bottleneck else "")
+          + (", the independent set flipped" if config.get("independent_style") == "flipped"
+             else "")
+          + (f", learning rate {config['learning_rate']:g}"
+             if config.get("learning_rate", 2e-3) != 2e-3 else "")
           + (f", disjoint {config['disjoint']:g}" if config.get("disjoint") is not None
              and data["knob"] != "disjoint" else "")
           + ("" if data.get("complete", True) else

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -172,3 +173,97 @@ def test_merge_refuses_parts_of_different_studies():
     conflict.merge([{**_part(study, [v0], 1.0), "complete": False}])
   with pytest.raises(SystemExit, match="--merge"):
     conflict.main(["--merge", os.devnull])
+
+
+def _smoke_model_config(**changes) -> models.ModelConfig:
+  """The smoke config's model sized for 32 px single-view images and a 16-word vocabulary."""
+  return dataclasses.replace(configs.smoke().model, vocab_size=16, max_len=8, image_size=32,
+                             **changes)
+
+
+def test_global_bottleneck_is_all_the_decoder_and_the_classifier_see():
+  cfg = _smoke_model_config(bottleneck=3, bottleneck_kind="global", bottleneck_tokens=2)
+  model = models.build_model(cfg, "encoder_decoder", rngs=nnx.Rngs(0))
+  images = jnp.asarray(np.random.default_rng(0).random((5, 1, 32, 32, 1)), jnp.float32)
+  tokens, pooled = model.encode_images(images)
+  assert tokens.shape == (5, 2, cfg.d_model) and pooled.shape == (5, cfg.d_model)
+  encoder = model.encoder
+  features = cfg.grid_size**2 * cfg.channels[-1]
+  assert encoder.squeeze.kernel.shape == (features, 3)
+  assert encoder.expand.kernel.shape == (3, 2 * cfg.d_model)
+  # The memory tokens are a function of the unit-RMS code alone ...
+  code = encoder.code(encoder.trunk(images[:, 0] * 2.0 - 1.0).reshape(5, -1))
+  assert code.shape == (5, 3)
+  np.testing.assert_allclose(jnp.mean(code * code, axis=-1), 1.0, rtol=1e-5)
+  memory = encoder.norm(encoder.expand(code).reshape(5, 2, -1) + encoder.patch_pos[None]
+                        + encoder.view_embed[None, :1])
+  np.testing.assert_allclose(tokens, memory, rtol=1e-5, atol=1e-5)
+  # ... so their Jacobian w.r.t. the 1024 pixels has rank at most the code's width, 3 (here
+  # 2: a unit-RMS code lies on a sphere) ...
+  jac = jax.jacobian(lambda x: model.encode_images(x)[0])(images[:1]).reshape(2 * cfg.d_model,
+                                                                             -1)
+  singular = np.linalg.svd(np.asarray(jac, np.float64), compute_uv=False)
+  assert singular[1] > 1e-3 * singular[0] and singular[2] < 1e-5 * singular[0]
+  # ... and the code is normalised: scaling the projection into it changes nothing.
+  before = model(images, jnp.ones((5, 8), jnp.int32))
+  encoder.squeeze.kernel.value = 3.0 * encoder.squeeze.kernel.value
+  encoder.squeeze.bias.value = 3.0 * encoder.squeeze.bias.value
+  after = model(images, jnp.ones((5, 8), jnp.int32))
+  for key in ("logits", "cls_logits"):
+    np.testing.assert_allclose(after[key], before[key], rtol=1e-4, atol=1e-4)
+
+
+def test_bottleneck_kind_is_validated():
+  with pytest.raises(ValueError, match="bottleneck_kind"):
+    _smoke_model_config(bottleneck=4, bottleneck_kind="pooled")
+  with pytest.raises(ValueError, match="bottleneck_kind='global' needs"):
+    _smoke_model_config(bottleneck_kind="global")
+  with pytest.raises(ValueError, match="bottleneck_tokens"):
+    _smoke_model_config(bottleneck=4, bottleneck_kind="global", bottleneck_tokens=0)
+  # The per-token bottleneck keeps its shapes (one token per grid cell).
+  token = models.build_model(_smoke_model_config(bottleneck=4), "encoder_decoder",
+                             rngs=nnx.Rngs(0))
+  tokens, _ = token.encode_images(jnp.zeros((2, 1, 32, 32, 1)))
+  assert tokens.shape == (2, token.cfg.grid_size**2, token.cfg.d_model)
+
+
+def test_flipped_independent_set_is_drawn_upside_down_with_the_same_brightness():
+  plain = synthetic.generate(80, image_size=32, seed=3)
+  opposite = synthetic.generate(80, image_size=32, seed=3, independent=True)
+  flipped = synthetic.generate(80, image_size=32, seed=3, independent=True,
+                               independent_style="flipped")
+  assert flipped.reports == plain.reports
+  np.testing.assert_array_equal(flipped.labels, plain.labels)
+  np.testing.assert_array_equal(flipped.independent_labels, opposite.independent_labels)
+  drawn = [OBSERVATIONS.index(o) for o in synthetic.PREVALENCE]
+  count = np.isin(flipped.independent_labels[:, drawn], (POSITIVE, UNCERTAIN)).sum(axis=1)
+  changed = np.abs(flipped.images - plain.images).reshape(80, -1).max(axis=1) > 1e-6
+  np.testing.assert_array_equal(changed, count > 0)
+  # One second-set finding: the change is the opposite style's, negated and upside down
+  # (the same exposure follows both; clipping to [0, 1] aside).
+  one = count == 1
+  assert one.sum() >= 5
+  d_flipped = (flipped.images - plain.images)[one]
+  d_opposite = (opposite.images - plain.images)[one]
+  corr = np.corrcoef(d_flipped.ravel(), -np.flip(d_opposite, axis=1).ravel())[0, 1]
+  assert corr > 0.75
+  assert np.corrcoef(d_flipped.ravel(), -d_opposite.ravel())[0, 1] < corr - 0.3  # not in place
+  devices = one & np.isin(flipped.independent_labels[:, OBSERVATIONS.index("Support Devices")],
+                          (POSITIVE,))
+  assert devices.any() and (flipped.images[devices] - plain.images[devices]).sum() > 0
+  with pytest.raises(ValueError, match="independent_style"):
+    synthetic.generate(4, image_size=32, independent=True, independent_style="mirrored")
+  with pytest.raises(ValueError, match="independent_style"):
+    dataclasses.replace(configs.smoke(), independent_style="mirrored")
+
+
+def test_the_conflict_config_narrows_the_default_model_and_flips_the_independent_set():
+  config = configs.get_config("conflict_global")
+  default = configs.default()
+  assert (config.model.bottleneck, config.model.bottleneck_kind) == (8, "global")
+  assert config.independent_style == "flipped" and config.disjoint == 1.0
+  assert config.tasks == default.tasks and config.task_weights == default.task_weights
+  assert (config.num_steps, config.batch_size) == (default.num_steps, default.batch_size)
+  setting, _ = conflict.setting(dataclasses.replace(config, num_train=8, num_val=4,
+                                                    num_test=4), None, "disjoint", 0.0)
+  assert setting.disjoint == 0.0 and setting.independent_style == "flipped"

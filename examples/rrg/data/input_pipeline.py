@@ -102,7 +102,8 @@ def disjoint_observations(share: float) -> tuple[str, ...]:
 
 def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 128, *,
                       image_size: int = 64, max_len: int = 48, seed: int = 0,
-                      disjoint: float | None = None) -> tuple[dict[str, Split], Tokenizer]:
+                      disjoint: float | None = None,
+                      independent_style: str = "opposite") -> tuple[dict[str, Split], Tokenizer]:
   """Synthetic chest radiographs with reports and labels (see `synthetic`).
 
   Each split has its own random stream derived from `seed`, so a split does not change when
@@ -117,7 +118,8 @@ def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 1
   targets (`Split.labels`) of a share ``disjoint`` of the 14 observations (in the order of
   `DISJOINT_ORDER`) are those of the second set: at 0 the report's own observations, at 1 only
   findings the report never mentions. Clinical efficacy keeps scoring against the report's
-  labels (`Split.ce_labels`).
+  labels (`Split.ce_labels`). ``independent_style`` says how that second set is drawn
+  (`synthetic.INDEPENDENT_STYLES`: ``"opposite"``, the default, or ``"flipped"``).
 
   Returns:
     ({"train", "val", "test"} splits with one view per study, tokenizer).
@@ -127,7 +129,8 @@ def synthetic_dataset(num_train: int = 512, num_val: int = 64, num_test: int = 1
   studies = {
       name: synthetic.generate(sizes[name], image_size=image_size,
                                seed=np.random.default_rng(stream), max_words=max_len - 2,
-                               independent=disjoint is not None)
+                               independent=disjoint is not None,
+                               independent_style=independent_style)
       for name, stream in zip(SPLITS, streams)
   }
   moved = [] if disjoint is None else [OBSERVATIONS.index(o)

@@ -61,6 +61,19 @@ SIZES = ("small", "moderate", "large")
 DEVICES = ("endotracheal tube", "central line", "pacemaker")
 
 
+INDEPENDENT_STYLES = ("opposite", "flipped")
+"""How ``generate(..., independent=True)`` draws the second set of findings into the images:
+
+* ``"opposite"`` -- in the same places as the first set's, with opposite brightness (a finding
+  that brightens the lung darkens it): a local feature sees roughly the difference of the two
+  sets, so both sets are read off the same local contrast;
+* ``"flipped"`` -- with the same brightness, upside down (the change the set makes to the image
+  is mirrored top to bottom: a second-set enlarged heart brightens the upper mediastinum, a
+  lower-zone opacity lands in the upper zone): the two sets are told apart by where they are,
+  so a representation that encodes one has less room left for the other.
+"""
+
+
 class Studies(NamedTuple):
   """Synthetic studies."""
 
@@ -417,19 +430,25 @@ def _expose(canvas: _Canvas, rng: np.random.Generator) -> np.ndarray:
 
 
 def _render(f: _Findings, rng: np.random.Generator, size: int,
-            independent: tuple[_Findings, np.random.Generator] | None = None) -> np.ndarray:
+            independent: tuple[_Findings, np.random.Generator] | None = None,
+            style: str = "opposite") -> np.ndarray:
   """Draws all studies: anatomy, then findings from back to front.
 
-  ``independent``: a second set of findings and its generator, drawn by the same code in the
-  same places with opposite brightness, after the first set and before the exposure.
+  ``independent``: a second set of findings and its generator, drawn by the same code after
+  the first set and before the exposure, as ``style`` says (see :data:`INDEPENDENT_STYLES`).
   """
   canvas = _new_canvas(rng, len(f.labels), size)
   _draw_anatomy(canvas, rng)
   _draw_findings(canvas, f, rng)
-  if independent is not None:
+  if independent is not None and style == "opposite":
     canvas.sign = -1.0
     _draw_findings(canvas, *independent, anatomy=False)
     canvas.sign = 1.0
+  elif independent is not None:
+    before = canvas.images.copy()
+    _draw_findings(canvas, *independent, anatomy=False)
+    change = canvas.images - before
+    canvas.images = before + np.flip(change, axis=1)  # upside down: in other places
   return _expose(canvas, rng)
 
 
@@ -699,7 +718,8 @@ def _write_report(f: _Findings, i: int, rng: np.random.Generator,
 
 
 def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator = 0,
-             max_words: int | None = None, independent: bool = False) -> Studies:
+             max_words: int | None = None, independent: bool = False,
+             independent_style: str = "opposite") -> Studies:
   """Generates `num` synthetic studies.
 
   Args:
@@ -715,6 +735,9 @@ def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator 
       the same drawing code with opposite brightness; the report never mentions it. Its labels
       are `Studies.independent_labels` (negations sampled as for a report that is never
       written: they are not in the image, as the first set's are not).
+    independent_style: how the second set is drawn, one of :data:`INDEPENDENT_STYLES`:
+      ``"opposite"`` (same places, opposite brightness) or ``"flipped"`` (same brightness,
+      upside down).
 
   Returns:
     `Studies` with images (num, image_size, image_size), reports and labels.
@@ -723,13 +746,16 @@ def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator 
     raise ValueError(f"num must be >= 0, got {num}")
   if image_size < 8:
     raise ValueError(f"image_size must be >= 8, got {image_size}")
+  if independent_style not in INDEPENDENT_STYLES:
+    raise ValueError(f"independent_style must be one of {INDEPENDENT_STYLES}, got "
+                     f"{independent_style!r}")
   rng = np.random.default_rng(seed)
   second = None
   if independent:
     child = rng.spawn(1)[0]  # does not advance rng
     second = (_sample_findings(child, num), child)
   findings = _sample_findings(rng, num)
-  images = _render(findings, rng, image_size, second)
+  images = _render(findings, rng, image_size, second, independent_style)
   reports = [_write_report(findings, i, rng, max_words) for i in range(num)]
   return Studies(images, reports, findings.labels.copy(),
                  None if second is None else second[0].labels.copy())

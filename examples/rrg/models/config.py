@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+BOTTLENECK_KINDS = ("token", "global")
+"""Values of ``ModelConfig.bottleneck_kind``."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -36,6 +39,12 @@ class ModelConfig:
   # > 0: every image token passes through a shared representation of this width, unit-norm
   # (``ImageEncoder``), which every task reads: the conflict study's ``bottleneck`` knob.
   bottleneck: int = 0
+  # Where the bottleneck sits (``ImageEncoder``): "token" narrows every image token on its own;
+  # "global" narrows the whole feature map of a view (flattened) to ONE vector of width
+  # ``bottleneck``, expanded back to ``bottleneck_tokens`` memory tokens: the decoder and the
+  # classifier then see the image only through that vector, so the tasks compete for it.
+  bottleneck_kind: str = "token"
+  bottleneck_tokens: int = 4
   visual_layers: int = 1  # r2gen: transformer encoder layers over the image tokens
   rm_num_slots: int = 3  # r2gen: relational memory slots (R2Gen's default)
   rm_dim: int = 64  # r2gen: width of a memory slot
@@ -66,5 +75,12 @@ class ModelConfig:
         raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.bottleneck < 0:
       raise ValueError(f"bottleneck must be >= 0, got {self.bottleneck}")
+    if self.bottleneck_kind not in BOTTLENECK_KINDS:
+      raise ValueError(f"bottleneck_kind must be one of {BOTTLENECK_KINDS}, got "
+                       f"{self.bottleneck_kind!r}")
+    if self.bottleneck_kind == "global" and not self.bottleneck:
+      raise ValueError("bottleneck_kind='global' needs a bottleneck width > 0 (bottleneck)")
+    if self.bottleneck_tokens < 1:
+      raise ValueError(f"bottleneck_tokens must be >= 1, got {self.bottleneck_tokens}")
     if self.visual_layers < 0:
       raise ValueError(f"visual_layers must be >= 0, got {self.visual_layers}")

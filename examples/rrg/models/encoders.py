@@ -97,9 +97,17 @@ ENCODERS = {"cnn": ConvTrunk, "resnet": ResNetTrunk}
 class ImageEncoder(nnx.Module):
   """Trunk shared by all views -> ``V * grid**2`` image tokens of width ``d_model``.
 
-  With ``cfg.bottleneck = b > 0`` each token of the trunk is first projected to width ``b`` and
-  scaled to unit norm (times ``sqrt(b)``), then projected to ``d_model``: a narrow
-  representation that every task's head and the decoder must share.
+  With ``cfg.bottleneck = b > 0`` and ``cfg.bottleneck_kind``:
+
+  * ``"token"``: each token of the trunk is first projected to width ``b`` and scaled to unit
+    norm (times ``sqrt(b)``), then projected to ``d_model``: a narrow representation per token
+    that every task's head and the decoder must share (but a token can still carry whatever
+    is at its place, so findings in different places do not compete);
+  * ``"global"``: the whole feature map of a view (flattened, so where a finding is survives)
+    is projected to ONE vector of width ``b``, unit-RMS (:meth:`code`), then expanded by a
+    learned linear map to ``cfg.bottleneck_tokens`` memory tokens (plus position embeddings).
+    Those tokens are all the decoder attends to and their mean is all the classifier reads, so
+    the tasks see the image only through the ``b`` numbers and compete for them.
   """
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -108,22 +116,42 @@ class ImageEncoder(nnx.Module):
     self.trunk = ENCODERS[cfg.encoder](cfg, rngs=rngs)
     width = cfg.channels[-1]
     self.bottleneck = cfg.bottleneck
-    if cfg.bottleneck:
+    self.kind = cfg.bottleneck_kind if cfg.bottleneck else "none"
+    positions = cfg.grid_size**2
+    if self.kind == "token":
       self.squeeze = nnx.Linear(width, cfg.bottleneck, rngs=rngs)
       width = cfg.bottleneck
-    self.proj = nnx.Linear(width, cfg.d_model, rngs=rngs)
+    elif self.kind == "global":
+      self.squeeze = nnx.Linear(positions * width, cfg.bottleneck, rngs=rngs)
+      positions, width = cfg.bottleneck_tokens, cfg.bottleneck
+      self.expand = nnx.Linear(width, positions * cfg.d_model, rngs=rngs)
+    if self.kind != "global":
+      self.proj = nnx.Linear(width, cfg.d_model, rngs=rngs)
     init = nnx.initializers.normal(0.02)
-    self.patch_pos = nnx.Param(init(rngs.params(), (cfg.grid_size**2, cfg.d_model)))
+    self.patch_pos = nnx.Param(init(rngs.params(), (positions, cfg.d_model)))
     self.view_embed = nnx.Param(init(rngs.params(), (cfg.num_views, cfg.d_model)))
     self.norm = nnx.LayerNorm(cfg.d_model, rngs=rngs)
 
   def __call__(self, images: jax.Array) -> jax.Array:
-    """``(B, V, H, W, 1)`` in [0, 1] -> image tokens ``(B, V * grid**2, d_model)``."""
+    """``(B, V, H, W, 1)`` in [0, 1] -> image tokens ``(B, V * P, d_model)``: ``P = grid**2``,
+    or ``bottleneck_tokens`` with the global bottleneck."""
     b, v, h, w, c = images.shape
     x = self.trunk(images.reshape(b * v, h, w, c) * 2.0 - 1.0)
-    if self.bottleneck:
-      x = self.squeeze(x)
-      x = x * jax.lax.rsqrt(jnp.maximum(jnp.mean(x * x, axis=-1, keepdims=True), 1e-12))
-    x = self.proj(x.reshape(b, v, -1, x.shape[-1]))  # (B, V, P, D)
+    if self.kind == "global":
+      z = self.code(x.reshape(b * v, -1))
+      x = self.expand(z).reshape(b, v, -1, self.patch_pos.shape[-1])  # (B, V, M, D)
+    else:
+      if self.kind == "token":
+        x = _unit_rms(self.squeeze(x))
+      x = self.proj(x.reshape(b, v, -1, x.shape[-1]))  # (B, V, P, D)
     x = x + self.patch_pos[None, None] + self.view_embed[None, :v, None]
     return self.norm(x.reshape(b, -1, x.shape[-1]))
+
+  def code(self, features: jax.Array) -> jax.Array:
+    """The global bottleneck's unit-RMS vector ``(N, bottleneck)`` of flattened feature maps."""
+    return _unit_rms(self.squeeze(features))
+
+
+def _unit_rms(x: jax.Array) -> jax.Array:
+  """``x`` scaled to unit root-mean-square over its last axis (norm ``sqrt(width)``)."""
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.mean(x * x, axis=-1, keepdims=True), 1e-12))

@@ -386,7 +386,8 @@ def load_data(config) -> tuple[dict, Any]:
   if config.data == "synthetic":
     return input_pipeline.synthetic_dataset(
         config.num_train, config.num_val, config.num_test, image_size=config.image_size,
-        max_len=config.max_len, seed=config.data_seed, disjoint=config.disjoint)
+        max_len=config.max_len, seed=config.data_seed, disjoint=config.disjoint,
+        independent_style=config.independent_style)
   return input_pipeline.load_r2gen(
       config.ann_path, config.image_dir, dataset=config.dataset, image_size=config.image_size,
       max_len=config.max_len, min_count=config.min_count, labels_path=config.labels_path)
