@@ -181,6 +181,7 @@ def _smoke_model_config(**changes) -> models.ModelConfig:
                              **changes)
 
 
+@pytest.mark.slow
 def test_global_bottleneck_is_all_the_decoder_and_the_classifier_see():
   cfg = _smoke_model_config(bottleneck=3, bottleneck_kind="global", bottleneck_tokens=2)
   model = models.build_model(cfg, "encoder_decoder", rngs=nnx.Rngs(0))
