@@ -16,7 +16,7 @@ def random_gram(k, seed, dim=12):
   return h @ h.T
 
 
-@pytest.mark.parametrize("k", grid([2, 3, 5, 8, 16], fast=[2, 16]))
+@pytest.mark.parametrize("k", grid([2, 3, 5, 8, 16], fast=[2]))
 @pytest.mark.parametrize("seed", range(3))
 def test_dual_gap_and_reference_objective(x64, k, seed):
   m = random_gram(k, seed)

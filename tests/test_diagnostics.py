@@ -33,6 +33,7 @@ def test_zero_and_opposed_are_finite(gram):
     assert float(d.diffusion_decay) == pytest.approx(0.0, abs=1e-6)  # full cancellation
 
 
+@pytest.mark.slow
 def test_drift_is_exactly_zero_for_linear_scalarization_and_accurate_when_small(x64):
   rng = np.random.default_rng(1)
   h = rng.normal(size=(3, 50))

@@ -137,6 +137,7 @@ class LeanTest(chex.TestCase):
         encode, hd, has_aux=True)(params, *batch)
     assert losses.shape == (3,) and float(aux) == 1.0
 
+  @pytest.mark.slow
   def test_zero_and_opposed_gradients_are_finite(self):
     params = {"w": jnp.ones(4)}
     opposed = lambda p: jnp.stack([jnp.sum(p["w"]), -jnp.sum(p["w"])])

@@ -74,6 +74,7 @@ def test_stch_matches_float64_reference(x64, mu, warmup):
     np.testing.assert_allclose(weights, want, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_stch_weights_are_the_gradient_of_the_objective(x64):
   losses = jnp.array([0.5, 2.0, 1.5])
   weights, _ = loss_weighting.stch(0.3).update(losses, loss_weighting.stch(0.3).init(3))

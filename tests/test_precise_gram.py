@@ -42,6 +42,7 @@ def test_upgrad_strongly_stationary_is_non_conflicting_and_zero(seed):
   assert np.linalg.norm(h.astype(np.float64) @ d) <= ATOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", grid(range(3), fast=[0]))
 def test_config_permutation_invariant(seed):
   rng = np.random.default_rng(100 + seed)
@@ -53,6 +54,7 @@ def test_config_permutation_invariant(seed):
   np.testing.assert_allclose(d_perm, d, atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", grid(range(3), fast=[0]))
 def test_config_linear_under_scaling(seed):
   """``d(diag(a c1 + b c2) H) = a d(diag(c1) H) + b d(diag(c2) H)`` for c1, c2, a, b > 0."""

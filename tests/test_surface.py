@@ -33,6 +33,7 @@ def test_paper_defaults_as_the_paper_writes_them():
   assert np.linalg.norm(out["w"] - joint) <= 1e-6 * np.linalg.norm(joint)
 
 
+@pytest.mark.slow
 def test_diagnostics_with_and_without_k():
   known = cg.came_grad(num_tasks=2)
   _, state = known.update(G, known.init(PARAMS))
@@ -46,6 +47,7 @@ def test_diagnostics_with_and_without_k():
     assert abs(float(a) - float(b)) <= 1e-6 * (1 + abs(float(a))), field
 
 
+@pytest.mark.slow
 def test_inject_hyperparams_with_num_tasks_points_to_static_args():
   with pytest.raises(TypeError, match="static_args"):
     optax.inject_hyperparams(cg.came_grad)(rho=0.5, num_tasks=2).init(PARAMS)

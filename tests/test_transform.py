@@ -103,6 +103,7 @@ def test_inject_hyperparams_changes_take_effect():
   assert not np.allclose(u1["w"], u2["w"])
 
 
+@pytest.mark.slow
 def test_schedules_are_evaluated_at_the_step_count():
   params, x = setup()
   _, grads = value_and_task_grads(losses_fn)(params, x)
@@ -148,6 +149,7 @@ def test_multisteps_accumulates_combined_updates():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_multi_transform_shared_came_heads_ls():
   params, x = setup()
   _, grads = value_and_task_grads(losses_fn)(params, x)

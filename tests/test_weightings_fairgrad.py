@@ -37,6 +37,7 @@ def test_matches_float64_reference(x64, alpha, k):
     assert np.max(np.abs(residual) / (norms * (np.abs(c) @ norms))) <= 1e-12
 
 
+@pytest.mark.slow
 def test_alpha_one_is_nash_mtl(x64):
   nash = mtl_checks.jitted(weightings.nash_mtl())
   for case in ("random", "badly_scaled", "nearly_parallel"):

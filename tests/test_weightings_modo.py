@@ -42,6 +42,7 @@ def test_modo_matches_float64_reference(x64):
     assert np.linalg.norm(np.asarray(c) @ h - want) <= 1e-12 * np.linalg.norm(want)
 
 
+@pytest.mark.slow
 def test_modo_transformation_keeps_weights_on_the_simplex(x64):
   tx = cg.modo(gamma=0.5, rho=0.0, num_tasks=2)
   state = tx.init(jnp.zeros(2))

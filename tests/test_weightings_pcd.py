@@ -70,6 +70,7 @@ def test_secondary_tasks_keep_their_share(x64):
     assert np.isclose(np.linalg.norm(d), np.linalg.norm(h[0]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_infeasible_constraints_give_the_primary_gradient(x64):
   h = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # secondaries anti-parallel
   c = mtl_checks.coefficients(weightings.pcd(0.5, 0.0, 0.0), h)

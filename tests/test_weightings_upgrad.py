@@ -62,5 +62,6 @@ def test_nonnegative_qp_certifies_optimality(x64):
   np.testing.assert_array_equal(z, [1.0, 0.0])
 
 
+@pytest.mark.slow
 def test_finite_in_float32():
   mtl_checks.assert_finite_in_float32(UPGRAD)

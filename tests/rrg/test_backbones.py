@@ -46,7 +46,7 @@ def _rel(a, b):
   return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-@pytest.mark.parametrize("backbone", grid(BACKBONES, fast=["r2gen"]))
+@pytest.mark.parametrize("backbone", grid(BACKBONES, fast=["promptmrg"]))
 def test_shapes(backbone):
   model = _model(backbone)
   assert isinstance(model, models.ReportModel)
@@ -80,6 +80,7 @@ def test_decoder_is_causal(backbone):
   assert _rel(_decode(model, tokens, other), before) > 1e-4
 
 
+@pytest.mark.slow
 def test_promptmrg_report_loss_reaches_the_classifier():
   # The diagnosis-driven prompts make the report loss depend on the classification head;
   # the plain encoder-decoder's report loss does not touch it.
@@ -94,6 +95,7 @@ def test_promptmrg_report_loss_reaches_the_classifier():
   assert float(jnp.linalg.norm(cls_head_grad(_model("encoder_decoder")))) == 0.0
 
 
+@pytest.mark.slow
 def test_resnet_encoder_shapes_and_zero_init_residuals():
   model = _model("encoder_decoder", "resnet")
   batch = _batch()

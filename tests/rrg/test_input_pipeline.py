@@ -132,6 +132,7 @@ def test_bad_arguments():
       train_iterator(split, args.pop("batch_size"), args.pop("seed"), **args)
 
 
+@pytest.mark.slow
 def test_worker_process_gives_the_same_batches(tmp_path):
   # Images read from files in the worker (the split is pickled into it).
   split = _r2gen_split(tmp_path)[0]["train"]

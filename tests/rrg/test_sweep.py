@@ -49,6 +49,7 @@ def test_method_list_expands_all_and_rejects_unknown_names():
 
 
 
+@pytest.mark.slow
 def test_all_leaves_out_what_cannot_run_with_two_tasks():
   k2 = dataclasses.replace(SMOKE, tasks=("nll", "cls"), task_weights=(1.0, 4.0))
   skipped = []

@@ -49,6 +49,7 @@ def test_nll_ignores_padding_and_classification_is_uniform_at_zero_logits():
   np.testing.assert_allclose(ce, np.log(4.0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_alignment_loss_counts_identical_reports_as_positives():
   emb = jnp.eye(4, 8)
   distinct = jnp.arange(4 * 3).reshape(4, 3)
