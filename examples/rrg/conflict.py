@@ -405,7 +405,8 @@ def plot(rows: Sequence[dict], path: str) -> None:
     ax.set_xlabel("full-batch cosine of nll and cls on the encoder (LS runs)")
     ax.set_ylabel(f"{name}: method − LS")
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7)
+  if methods:  # an LS-only study has no difference to plot
+    axes[0].legend(fontsize=7)
   fig.suptitle(f"Conflict dial ({rows[0]['knob']}): difference to LS, paired 95% intervals")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
