@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from examples.rrg.data import synthetic
 from examples.rrg.models import ModelConfig
 
 
@@ -130,8 +131,8 @@ class Config:
       raise ValueError(f"recipe must be 'default' or 'paper', got {self.recipe!r}")
     if self.disjoint is not None and not 0.0 <= self.disjoint <= 1.0:
       raise ValueError(f"disjoint must be None or in [0, 1], got {self.disjoint}")
-    if self.independent_style not in ("opposite", "flipped"):
-      raise ValueError(f"independent_style must be 'opposite' or 'flipped', got "
+    if self.independent_style not in synthetic.INDEPENDENT_STYLES:
+      raise ValueError(f"independent_style must be one of {synthetic.INDEPENDENT_STYLES}, got "
                        f"{self.independent_style!r}")
     if self.disjoint is not None and self.data != "synthetic":
       raise ValueError("disjoint is a knob of the synthetic data (data='synthetic')")

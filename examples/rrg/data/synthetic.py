@@ -732,7 +732,7 @@ def generate(num: int, *, image_size: int = 64, seed: int | np.random.Generator 
     independent: also draw a second set of findings, sampled independently of the first (same
       prevalences, sides, zones and sizes, from a child generator of `seed`, so the first set,
       the reports and the labels are those of ``independent=False``), into the same images by
-      the same drawing code with opposite brightness; the report never mentions it. Its labels
+      the same drawing code as ``independent_style`` says; the report never mentions it. Its labels
       are `Studies.independent_labels` (negations sampled as for a report that is never
       written: they are not in the image, as the first set's are not).
     independent_style: how the second set is drawn, one of :data:`INDEPENDENT_STYLES`:
