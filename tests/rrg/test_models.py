@@ -10,6 +10,7 @@ from flax import nnx
 
 from examples.rrg import configs, models
 from examples.rrg.models import ModelConfig, ReportGenerator, count_params
+from tests.tiers import grid
 
 TINY = ModelConfig(vocab_size=40, max_len=12, image_size=16, channels=(4, 8), d_model=16,
                    num_heads=2, num_layers=2, mlp_dim=32, embed_dim=8)
@@ -29,7 +30,7 @@ def _inputs(batch=3, views=1, seed=0, cfg=TINY):
   return jnp.asarray(images, jnp.float32), jnp.asarray(tokens, jnp.int32)
 
 
-@pytest.mark.parametrize("views", [1, 2])
+@pytest.mark.parametrize("views", grid([1, 2], fast=[2]))  # 1: the smoke run
 def test_output_shapes(views):
   cfg = ModelConfig(**{**TINY.__dict__, "num_views": views})
   model = ReportGenerator(cfg, rngs=nnx.Rngs(0))
