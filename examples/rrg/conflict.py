@@ -21,6 +21,8 @@ The knobs change how much the ``nll`` and ``cls`` tasks compete for the shared i
 * ``mismatch``: a share of the training studies get another study's cls targets (zero-mean
   label noise: the negative control, it lowers CE-F1 and moves no measured conflict).
 * ``width``: the encoder's widths ``(w, 2w, 4w)``.
+* ``lr``: the peak learning rate; ``cls_weight``: the cls task's weight in the LS sum (both
+  change how far along its trade-off the LS run is when the probe measures it).
 
 What a knob does is *measured* on the LS runs (their update is the joint gradient): at 6
 checkpoints along training (:func:`probe_steps`) the full-batch gradients of the two tasks on
@@ -38,6 +40,10 @@ are both fitted: read the cosine with the norms.
       --methods ls --seeds 0,1 --out DIR
   python -m examples.rrg.conflict --knob bottleneck --values 0,16,4 --disjoint 1 --out DIR
   python -m examples.rrg.conflict --knob mismatch --values 0,1 --methods came --out DIR
+  python -m examples.rrg.conflict --merge A/conflict.json B/conflict.json --out DIR
+
+(``--merge``: parts run side by side, over different values or, at the same values, different
+methods besides LS, become one study.)
 
 Writes under ``--out``: ``conflict.json`` (``rows``: per knob value and method the LS runs'
 ``full_batch_encoder_cosine``, CE-F1 macro and BLEU-4 with their differences to LS and paired
@@ -259,8 +265,11 @@ def summarize_probes(runs: Sequence) -> dict:
 
 
 KNOBS = {"disjoint": (0.0, 0.5, 1.0), "bottleneck": (0, 16, 4), "mismatch": (0.0, 0.5, 1.0),
-         "width": (1, 2, 4, 16)}
+         "width": (1, 2, 4, 16), "lr": (3e-4, 7e-4, 2e-3), "cls_weight": (1.0, 4.0, 16.0)}
 """Knob name -> its default values."""
+
+SET_BY_KNOB = ("bottleneck", "width", "lr", "cls_weight")
+"""Knobs that replace a setting the footer names from the config (the rows give the value)."""
 
 METHODS = ("ls", "ls_tuned", "came", "cagrad", "mgda", "pcgrad", "nash_mtl", "fairgrad")
 """The study's methods (``--methods`` default)."""
@@ -283,6 +292,16 @@ def setting(config, data: tuple[dict, Any] | None, knob: str, value: float) -> t
     return (dataclasses.replace(config, name=f"{config.name}-width{int(value)}",
                                 model=dataclasses.replace(config.model, channels=channels)),
             data)
+  if knob == "lr":
+    return dataclasses.replace(config, name=f"{config.name}-lr{value:g}",
+                               learning_rate=float(value)), data
+  if knob == "cls_weight":
+    if "cls" not in config.tasks:
+      raise ValueError(f"knob cls_weight needs the cls task, config has {config.tasks}")
+    weights = tuple(float(value) if t == "cls" else w
+                    for t, w in zip(config.tasks, config.task_weights))
+    return dataclasses.replace(config, name=f"{config.name}-cls_weight{value:g}",
+                               task_weights=weights), data
   if knob == "mismatch":
     splits, tokenizer = data
     return (dataclasses.replace(config, name=f"{config.name}-mismatch{value:g}"),
@@ -429,6 +448,8 @@ def footer(data: dict) -> str:
              if config.get("learning_rate", 2e-3) != 2e-3 else "")
           + (f", disjoint {config['disjoint']:g}" if config.get("disjoint") is not None
              and data["knob"] != "disjoint" else "")
+          + (f" (each row's {data['knob']} as the row says)" if data["knob"] in SET_BY_KNOB
+             else "")
           + ("" if data.get("complete", True) else
              f"; INCOMPLETE: the values {[s['value'] for s in data['settings']]} of "
              f"{data['values']} were run")
@@ -441,30 +462,87 @@ def footer(data: dict) -> str:
           f"{data['machine']['load_average']:.1f} at the end).")
 
 
+def _method_order(methods) -> list[str]:
+  """``methods`` without repeats, the study's methods in :data:`METHODS` order first."""
+  methods = list(dict.fromkeys(methods))
+  return ([m for m in METHODS if m in methods] + [m for m in methods if m not in METHODS])
+
+
+def _check_agree(parts: Sequence[dict], keys: Sequence[str]) -> None:
+  for i, part in enumerate(parts):
+    for key in keys:
+      if part.get(key) != parts[0].get(key):
+        raise ValueError(f"part {i} differs from part 0 in {key!r}: {part.get(key)!r} vs "
+                         f"{parts[0].get(key)!r}")
+
+
+def _join_methods(parts: Sequence[dict]) -> dict:
+  """One part from parts over the same knob values that split the methods between them.
+
+  Each ran LS (the reference): its rows and full-batch measurements must be identical (the runs
+  are deterministic), and no other method may be in two parts.
+  """
+  first = parts[0]
+  for i, part in enumerate(parts[1:], 1):
+    shared = (set(part["methods"]) & set(first["methods"])) - {"ls"}
+    if shared:
+      raise ValueError(f"the knob values {part['values']} are in more than one part with the "
+                       f"same methods {sorted(shared)} (parts 0 and {i})")
+    for a, b in zip(first["settings"], part["settings"]):
+      if a["ls_full_batch"] != b["ls_full_batch"] or a["ls_per_batch"] != b["ls_per_batch"]:
+        raise ValueError(f"parts 0 and {i} measured different LS runs at {a['knob']} "
+                         f"{a['value']:g}: not the same study")
+    ls = lambda p: [r for r in p["rows"] if r["method"] == "ls"]  # noqa: E731
+    if ls(first) != ls(part):
+      raise ValueError(f"parts 0 and {i} have different LS rows: not the same study")
+  methods = _method_order(m for part in parts for m in part["methods"])
+  rows = []
+  for value in first["values"]:
+    of_value = {r["method"]: r for part in parts for r in part["rows"] if r["value"] == value}
+    rows += [of_value[m] for m in methods]
+  settings = []
+  for per_value in zip(*(part["settings"] for part in parts)):
+    tuned = next((s["ls_tuned"] for s in per_value if s.get("ls_tuned")), {})
+    settings.append({**per_value[0], "ls_tuned": tuned,
+                     "wall_time": max(s["wall_time"] for s in per_value)})
+  return {**first, "methods": methods, "rows": rows, "settings": settings,
+          "wall_time": max(part["wall_time"] for part in parts),
+          "machine": {"cpus": first["machine"]["cpus"],
+                      "load_average": max(p["machine"]["load_average"] for p in parts)}}
+
+
 def merge(parts: Sequence[dict]) -> dict:
   """One study from the ``conflict.json`` of several runs of the same study, each over some of
-  its knob values (run side by side: one process per value, or one machine per value).
+  its knob values, or over the same values with some of its methods (run side by side: one
+  process per value or per group of methods, or one machine per part).
 
-  The knob, methods, seeds, interval method and config must agree, every part must be complete
-  and no value may repeat; rows and settings are concatenated in the parts' order. The wall
-  time is the longest part's (``part_wall_times``: each part's), the load average the highest.
+  Parts over the same values are joined first (their LS runs must be identical, no other
+  method in two of them). Then the knob, methods, seeds, interval method and config must
+  agree, every part must be complete and no value may repeat; rows and settings are ordered by
+  knob value. The wall time is the longest part's (``part_wall_times``: each part's), the load
+  average the highest.
   """
   if not parts:
     raise ValueError("merge needs at least one conflict.json")
-  first = parts[0]
+  _check_agree(parts, ("knob", "seeds", "interval_method", "config"))
   for i, part in enumerate(parts):
-    for key in ("knob", "methods", "seeds", "interval_method", "config"):
-      if part.get(key) != first.get(key):
-        raise ValueError(f"part {i} differs from part 0 in {key!r}: {part.get(key)!r} vs "
-                         f"{first.get(key)!r}")
     if not part.get("complete", True):
       raise ValueError(f"part {i} is incomplete (values {part['values']})")
+  groups: dict = {}
+  for part in parts:
+    groups.setdefault(tuple(part["values"]), []).append(part)
+  parts = [group[0] if len(group) == 1 else _join_methods(group) for group in groups.values()]
+  _check_agree(parts, ("methods",))
+  first = parts[0]
   values = [v for part in parts for v in part["values"]]
   if len(set(values)) != len(values):
     raise ValueError(f"a knob value is in more than one part: {values}")
-  return {**first, "values": values,
-          "rows": [r for part in parts for r in part["rows"]],
-          "settings": [s for part in parts for s in part["settings"]],
+  order = sorted(values)
+  return {**first, "values": order,
+          "rows": sorted((r for part in parts for r in part["rows"]),
+                         key=lambda r: order.index(r["value"])),
+          "settings": sorted((s for part in parts for s in part["settings"]),
+                             key=lambda s: order.index(s["value"])),
           "complete": True, "wall_time": max(part["wall_time"] for part in parts),
           "part_wall_times": [part["wall_time"] for part in parts],
           "machine": {"cpus": first["machine"]["cpus"],
@@ -494,12 +572,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                  help="comma-separated methods (LS is always run: the reference)")
   p.add_argument("--seeds", default="0,1,2,3,4")
   p.add_argument("--steps", type=int)
-  p.add_argument("--disjoint", type=float, help="with --knob bottleneck: the dial's value")
+  p.add_argument("--disjoint", type=float,
+                 help="with a knob other than disjoint: the dial's value")
   p.add_argument("--out", default="runs/rrg_conflict")
   p.add_argument("--no-progress", action="store_true")
   p.add_argument("--merge", nargs="+", metavar="CONFLICT_JSON",
                  help="write one study under --out from the conflict.json of runs over some of "
-                      "its values each (no training)")
+                      "its values or some of its methods each (no training)")
   args = p.parse_args(argv)
   if args.merge:
     parts = []

@@ -127,9 +127,9 @@ def test_full_batch_probe_on_a_tiny_model():
       100, 200, 300, 400, 500, 600)
 
 
-def _committed_study():
+def _committed_study(name="conflict_disjoint"):
   path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "rrg", "results",
-                      "conflict_disjoint", "conflict.json")
+                      name, "conflict.json")
   with open(path, encoding="utf-8") as f:
     return json.load(f)
 
@@ -160,6 +160,35 @@ def test_merge_puts_a_study_run_value_by_value_back_together(tmp_path):
   out = conflict.main(["--merge", *(str(tmp_path / f"part{i}.json") for i in range(len(parts))),
                        "--out", str(tmp_path / "merged")])
   assert out["rows"] == merged["rows"]
+
+
+def _methods_part(study, values, methods):
+  part = _part(study, values, 5.0)
+  return {**part, "methods": methods,
+          "rows": [r for r in part["rows"] if r["method"] in methods],
+          "settings": [s if "ls_tuned" in methods else {**s, "ls_tuned": {}}
+                       for s in part["settings"]]}
+
+
+def test_merge_joins_parts_that_split_the_methods_of_a_value():
+  study = _committed_study("conflict_global")  # every study method, ls_tuned included
+  values = sorted({r["value"] for r in study["rows"]})
+  rest = [m for m in study["methods"] if m not in ("ls", "ls_tuned", "came")]
+  halves = (["ls", "ls_tuned", "came"], ["ls", *rest])
+  # out of order on purpose: values are sorted, methods put back in the study's order
+  parts = [_methods_part(study, [v], halves[(i + j) % 2])
+           for i, v in enumerate(reversed(values)) for j in range(2)]
+  merged = conflict.merge(parts)
+  assert merged["values"] == values and merged["methods"] == study["methods"]
+  by_value = lambda rows: sorted(rows, key=lambda r: values.index(r["value"]))  # noqa: E731
+  assert merged["rows"] == by_value(study["rows"])
+  assert merged["settings"] == by_value(study["settings"])
+  # LS must be the same runs in both halves
+  other = _methods_part(study, [values[0]], halves[1])
+  other["rows"] = [{**r, "ce_f1": r["ce_f1"] + 1e-9} if r["method"] == "ls" else r
+                   for r in other["rows"]]
+  with pytest.raises(ValueError, match="different LS rows"):
+    conflict.merge([_methods_part(study, [values[0]], halves[0]), other])
 
 
 def test_merge_refuses_parts_of_different_studies():
@@ -268,3 +297,19 @@ def test_the_conflict_config_narrows_the_default_model_and_flips_the_independent
   setting, _ = conflict.setting(dataclasses.replace(config, num_train=8, num_val=4,
                                                     num_test=4), None, "disjoint", 0.0)
   assert setting.disjoint == 0.0 and setting.independent_style == "flipped"
+
+
+def test_the_lr_and_cls_weight_knobs_change_only_their_setting():
+  config = dataclasses.replace(configs.get_config("conflict_global"), num_train=8, num_val=4,
+                               num_test=4)
+  data = ({"train": None}, None)
+  lr, same = conflict.setting(config, data, "lr", 5e-4)
+  assert same is data and lr.learning_rate == 5e-4 and lr.name.endswith("-lr0.0005")
+  assert dataclasses.replace(lr, learning_rate=config.learning_rate, name=config.name) == config
+  weighted, _ = conflict.setting(config, data, "cls_weight", 16.0)
+  assert weighted.task_weights == (1.0, 16.0) and weighted.tasks == config.tasks
+  with pytest.raises(ValueError, match="cls_weight needs the cls task"):
+    conflict.setting(dataclasses.replace(config, tasks=("nll",), task_weights=(1.0,)), data,
+                     "cls_weight", 2.0)
+  with pytest.raises(ValueError, match="knob must be one of"):
+    conflict.setting(config, data, "momentum", 0.9)
