@@ -155,7 +155,7 @@ def multidigits_table(d) -> str:
   return markdown_table(d["summary"])
 
 
-TABLES = (("transform", transform_table), ("transform_k2", transform_table),
+TABLES = (("transform", transform_table),
           ("weighting", weighting_table),
           ("peers", peers_table), ("train_step", train_table),
           ("comm", lambda d: comm_table(d["rows"])), ("scaling", scaling_table),
@@ -202,7 +202,7 @@ def _transform_figures(name: str, d) -> list[str]:
 def figures(folder: Path) -> list[str]:
   """The numbers the README's prose quotes, each with the file it comes from."""
   out = []
-  for name in ("transform", "transform_k2"):
+  for name in ("transform",):
     out += _transform_figures(name, _load(folder, name))
   d = _load(folder, "weighting")
   if d:
@@ -233,7 +233,7 @@ def figures(folder: Path) -> list[str]:
                 for r in rows if r["within_one_std_of_ls"] is False]
       out.append("multidigits.json: Δm - LS's Δm within one paired std of 0: "
                  f"{', '.join(within) or 'none'}; beyond: {', '.join(beyond) or 'none'}")
-  for name in ("transform", "transform_k2", "weighting", "peers", "train_step", "comm", "scaling",
+  for name in ("transform", "weighting", "peers", "train_step", "comm", "scaling",
                "multidigits"):
     d = _load(folder, name)
     if d and "machine" in d:
