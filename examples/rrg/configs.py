@@ -176,7 +176,8 @@ def conflict_global() -> Config:
 
   Measured (LS, 600 steps, full-batch encoder cosine: mean over the 6 checkpoints), seeds 0-4:
   disjoint 0: -0.03, -0.23, +0.10, +0.08, +0.13 (mean +0.01); disjoint 1: -0.24, -0.19,
-  -0.38, -0.04, +0.02 (mean -0.17; seed 0 at disjoint 0.5: -0.15); at disjoint 1 the cls loss
+  -0.38, -0.04, +0.02 (mean -0.17); disjoint 0.5: -0.15, -0.22, -0.07, -0.10, -0.02 (mean
+  -0.11; ``examples/rrg/results/conflict_global/conflict.json``); at disjoint 1 the cls loss
   0.57-0.63 against its prior 0.74, AUROC of the frequent observations 0.76-0.82. The dial
   moves the cosine by 0.17 on average, but disjoint 1 stays above -0.2 and one seed in five
   reverses the order.
