@@ -48,3 +48,24 @@ def test_needs_the_number_of_tasks():
 
 def test_finite_in_float32():
   mtl_checks.assert_finite_in_float32(BALANCE)
+
+
+def test_beta_sigma_decays_the_tracking_weight_as_libmtl(x64):
+  """``y <- g + (beta / t^sigma) (y - g)`` at step t >= 2 (LibMTL's DB_beta_sigma)."""
+  rng = np.random.default_rng(1)
+  beta, sigma = 0.9, 0.5
+  tx = cg.track_gradients(beta, 2, beta_sigma=sigma)
+  state = tx.init({"w": jnp.zeros(3)})
+  y = None
+  for t in range(1, 5):
+    g = rng.normal(size=(2, 3))
+    y = g if y is None else g + beta / t**sigma * (y - g)
+    out, state = jax.jit(tx.update)({"w": jnp.asarray(g)}, state)
+    assert np.linalg.norm(np.asarray(out["w"]) - y) <= 1e-12 * np.linalg.norm(y)
+  # a non-finite step neither enters the state nor counts as a step
+  bad, kept = tx.update({"w": jnp.full((2, 3), jnp.nan)}, state)
+  assert np.isnan(np.asarray(bad["w"])).all() and int(kept.count) == int(state.count)
+  # db_mtl passes it on; sigma = 0 is the constant weight of the test above
+  assert cg.get_method("db_mtl").hyperparameters["beta_sigma"] == 0.0
+  with pytest.raises(ValueError, match="beta_sigma"):
+    cg.db_mtl(num_tasks=2, beta_sigma=-1.0)

@@ -268,10 +268,12 @@ def pcd(tau: float = 0.02, beta: float = 0.999, eps: float = 1e-8,
 
 
 def _tracked(beta: float, weighting: weightings.AnyWeighting, task_weights: TaskWeights,
-             num_tasks: int | None, name: str) -> optax.GradientTransformation:
+             num_tasks: int | None, name: str, beta_sigma: float = 0.0
+             ) -> optax.GradientTransformation:
   """``weighting`` applied to tracked task gradients (EMA in the state)."""
   k = required_num_tasks(task_weights, num_tasks, name, "K tracked gradients")
-  return optax.chain(track_gradients(beta, k), aggregate(weighting, task_weights, num_tasks=k))
+  return optax.chain(track_gradients(beta, k, beta_sigma=beta_sigma),
+                     aggregate(weighting, task_weights, num_tasks=k))
 
 
 def moco(beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0,
@@ -308,19 +310,22 @@ def moco(beta: float = 0.5, gamma: float = 0.1, rho: float = 0.0,
 
 
 def db_mtl(beta: float = 0.9, task_weights: TaskWeights = None, *,
-           num_tasks: int | None = None) -> optax.GradientTransformation:
+           num_tasks: int | None = None, beta_sigma: float = 0.0) -> optax.GradientTransformation:
   """DB-MTL (Lin et al. 2023): tracked gradients of the log losses, rescaled to the largest norm.
 
-  ``y_k <- beta y_k + (1 - beta) grad log L_k``, ``d = max_j ||w_j y_j|| sum_k y_k /
-  ||y_k||``. Pass the task gradients of the **log** losses (the paper's
-  loss-scale balancing), e.g. ``cg.value_and_task_grads(lambda p:
-  jnp.log(losses(p)))``; with plain gradients the direction is the same when
-  ``beta = 0`` (only the length changes). Needs K.
+  ``y_k <- beta_t y_k + (1 - beta_t) grad log L_k`` with ``beta_t = beta / t^beta_sigma`` at
+  step t, ``d = max_j ||w_j y_j|| sum_k y_k / ||y_k||``. Pass the task gradients of the
+  **log** losses (the paper's loss-scale balancing), e.g. ``cg.value_and_task_grads(lambda
+  p: jnp.log(losses(p)))``; with plain gradients the direction is the same when ``beta = 0``
+  (only the length changes). Needs K.
 
   Args:
     beta: tracking weight of the past in [0, 1) (the paper's and LibMTL's 0.9).
     task_weights: ``w`` (K,), finite and >= 0; None means all ones.
     num_tasks: K.
+    beta_sigma: decay exponent of the tracking weight, >= 0 (LibMTL's ``DB_beta_sigma``,
+      default 0: constant). Under a momentum optimizer such as Adam a constant 0.9 adds its
+      own lag; a positive value lets the tracking fade (``benchmarks/README.md``, MultiDigits).
 
   Notes:
     LibMTL starts the tracked gradients at 0 (the first step's are ``(1 - beta) g``);
@@ -334,4 +339,5 @@ def db_mtl(beta: float = 0.9, task_weights: TaskWeights = None, *,
   Example:
     >>> tx = optax.chain(db_mtl(0.9, num_tasks=2), optax.sgd(0.1))
   """
-  return _tracked(beta, weightings.max_norm_balancing(), task_weights, num_tasks, "db_mtl")
+  return _tracked(beta, weightings.max_norm_balancing(), task_weights, num_tasks, "db_mtl",
+                  beta_sigma)
