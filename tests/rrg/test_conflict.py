@@ -63,6 +63,7 @@ def test_disjoint_moves_a_share_of_the_cls_targets_to_the_independent_set():
     dataclasses.replace(configs.smoke(), disjoint=2.0)
 
 
+@pytest.mark.slow  # builds and runs two models; the smoke run covers the default model
 def test_bottleneck_narrows_every_image_token_to_unit_rms():
   cfg = models.ModelConfig(vocab_size=16, max_len=8, image_size=16, channels=(4, 8), d_model=16,
                            num_heads=2, num_layers=1, mlp_dim=32, embed_dim=8)
@@ -250,7 +251,10 @@ def test_bottleneck_kind_is_validated():
     _smoke_model_config(bottleneck_kind="global")
   with pytest.raises(ValueError, match="bottleneck_tokens"):
     _smoke_model_config(bottleneck=4, bottleneck_kind="global", bottleneck_tokens=0)
-  # The per-token bottleneck keeps its shapes (one token per grid cell).
+
+
+@pytest.mark.slow  # builds a model
+def test_per_token_bottleneck_keeps_one_token_per_grid_cell():
   token = models.build_model(_smoke_model_config(bottleneck=4), "encoder_decoder",
                              rngs=nnx.Rngs(0))
   tokens, _ = token.encode_images(jnp.zeros((2, 1, 32, 32, 1)))
