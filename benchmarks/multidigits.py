@@ -210,7 +210,7 @@ def _epoch_fn(name: str, method: Any, losses_fn: Callable, adam: optax.GradientT
     def step(carry, images, labels):
       params, opt_state, lw_state = carry
       losses, grads = task_grads(params, images, labels)
-      # Methods that read the losses (GradNorm, MoCo, DB-MTL, ...) take them as an extra
+      # Methods that read the losses (GradNorm) take them as an extra
       # argument; optax.chain drops it for the others.
       updates, opt_state = tx.update(grads, opt_state, params, losses=jnp.stack(losses))
       return (optax.apply_updates(params, updates), opt_state, lw_state), losses
