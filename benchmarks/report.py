@@ -201,9 +201,7 @@ def _transform_figures(name: str, d) -> list[str]:
 
 def figures(folder: Path) -> list[str]:
   """The numbers the README's prose quotes, each with the file it comes from."""
-  out = []
-  for name in ("transform",):
-    out += _transform_figures(name, _load(folder, name))
+  out = _transform_figures("transform", _load(folder, "transform"))
   d = _load(folder, "weighting")
   if d:
     small = [c for c in d["cases"] if c["num_tasks"] <= 8]

@@ -22,16 +22,19 @@ def test_matches_float64_reference(x64):
   mtl_checks.assert_all_below(mtl_checks.reference_errors(BALANCE, balancing_reference), 1e-13)
 
 
-def test_db_mtl_tracks_log_loss_gradients(x64):
-  """Three steps of the transformation against the paper's Algorithm 1 (beta fixed)."""
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_db_mtl_tracks_log_loss_gradients(x64, sigma):
+  """Three steps of the transformation against the paper's Algorithm 1 (beta fixed, or
+  decaying as ``beta / t^sigma`` like LibMTL's DB_beta_sigma)."""
   rng = np.random.default_rng(0)
   weights = np.array([1.0, 3.0])
-  tx = cg.db_mtl(beta=0.8, task_weights=weights)
+  tx = cg.db_mtl(beta=0.8, task_weights=weights, beta_sigma=sigma)
   state = tx.init({"w": jnp.zeros(4)})
   y = None
-  for _ in range(3):
+  for t in range(1, 4):
     g = rng.normal(size=(2, 4)) * np.exp(rng.normal(size=(2, 1)))
-    y = g if y is None else 0.8 * y + 0.2 * g
+    past = 0.8 / t**sigma
+    y = g if y is None else past * y + (1.0 - past) * g
     h = y * weights[:, None]
     norms = np.linalg.norm(h, axis=1)
     want = norms.max() * (h / norms[:, None]).sum(0)
@@ -65,7 +68,7 @@ def test_beta_sigma_decays_the_tracking_weight_as_libmtl(x64):
   # a non-finite step neither enters the state nor counts as a step
   bad, kept = tx.update({"w": jnp.full((2, 3), jnp.nan)}, state)
   assert np.isnan(np.asarray(bad["w"])).all() and int(kept.count) == int(state.count)
-  # db_mtl passes it on; sigma = 0 is the constant weight of the test above
+  # the registry's default keeps the constant weight
   assert cg.get_method("db_mtl").hyperparameters["beta_sigma"] == 0.0
   with pytest.raises(ValueError, match="beta_sigma"):
     cg.db_mtl(num_tasks=2, beta_sigma=-1.0)
