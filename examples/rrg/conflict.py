@@ -519,8 +519,8 @@ def merge(parts: Sequence[dict]) -> dict:
   Parts over the same values are joined first (their LS runs must be identical, no other
   method in two of them). Then the knob, methods, seeds, interval method and config must
   agree, every part must be complete and no value may repeat; rows and settings are ordered by
-  knob value. The wall time is the longest part's (``part_wall_times``: each part's), the load
-  average the highest.
+  knob value. The wall time is the longest part's (``part_wall_times``: each run's, a part
+  that is itself a merge contributing its own list), the load average the highest.
   """
   if not parts:
     raise ValueError("merge needs at least one conflict.json")
@@ -528,6 +528,7 @@ def merge(parts: Sequence[dict]) -> dict:
   for i, part in enumerate(parts):
     if not part.get("complete", True):
       raise ValueError(f"part {i} is incomplete (values {part['values']})")
+  runs = [w for part in parts for w in part.get("part_wall_times", [part["wall_time"]])]
   groups: dict = {}
   for part in parts:
     groups.setdefault(tuple(part["values"]), []).append(part)
@@ -544,7 +545,7 @@ def merge(parts: Sequence[dict]) -> dict:
           "settings": sorted((s for part in parts for s in part["settings"]),
                              key=lambda s: order.index(s["value"])),
           "complete": True, "wall_time": max(part["wall_time"] for part in parts),
-          "part_wall_times": [part["wall_time"] for part in parts],
+          "part_wall_times": runs,
           "machine": {"cpus": first["machine"]["cpus"],
                       "load_average": max(p["machine"]["load_average"] for p in parts)}}
 

@@ -136,6 +136,8 @@ def _committed_study(name="conflict_disjoint"):
 
 
 def _part(study, values, wall):
+  """One run's ``conflict.json`` cut from a committed study (no ``part_wall_times``)."""
+  study = {k: v for k, v in study.items() if k != "part_wall_times"}
   return {**study, "values": values, "wall_time": wall,
           "rows": [r for r in study["rows"] if r["value"] in values],
           "settings": [s for s in study["settings"] if s["value"] in values]}
@@ -181,6 +183,13 @@ def test_merge_joins_parts_that_split_the_methods_of_a_value():
            for i, v in enumerate(reversed(values)) for j in range(2)]
   merged = conflict.merge(parts)
   assert merged["values"] == values and merged["methods"] == study["methods"]
+  assert merged["part_wall_times"] == [5.0] * len(parts)  # every run's, not one per value
+  # a merged study merged again keeps the wall times of the runs it was made from
+  again = conflict.merge([{**merged, "values": [values[0]], "part_wall_times": [1.0, 2.0],
+                           "rows": [r for r in merged["rows"] if r["value"] == values[0]],
+                           "settings": [s for s in merged["settings"] if s["value"] == values[0]]},
+                          {**_part(merged, values[1:], 3.0), "part_wall_times": [3.0]}])
+  assert again["part_wall_times"] == [1.0, 2.0, 3.0]
   by_value = lambda rows: sorted(rows, key=lambda r: values.index(r["value"]))  # noqa: E731
   assert merged["rows"] == by_value(study["rows"])
   assert merged["settings"] == by_value(study["settings"])
