@@ -310,6 +310,10 @@ def test_the_conflict_config_narrows_the_default_model_and_flips_the_independent
   setting, _ = conflict.setting(dataclasses.replace(config, num_train=8, num_val=4,
                                                     num_test=4), None, "disjoint", 0.0)
   assert setting.disjoint == 0.0 and setting.independent_style == "flipped"
+  large = configs.get_config("conflict_large")
+  assert (large.num_train, large.num_steps) == (8 * config.num_train, 2 * config.num_steps)
+  assert dataclasses.replace(large, name=config.name, num_train=config.num_train,
+                             num_steps=config.num_steps) == config
 
 
 def test_the_lr_and_cls_weight_knobs_change_only_their_setting():
