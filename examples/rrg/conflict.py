@@ -13,7 +13,8 @@ The knobs change how much the ``nll`` and ``cls`` tasks compete for the shared i
   ``ModelConfig.bottleneck_kind = "global"`` (set in the config) the whole feature map is
   narrowed to ONE unit-RMS vector of width ``b`` instead, expanded to
   ``ModelConfig.bottleneck_tokens`` memory tokens: all the decoder and the classifier see of
-  the image (the ``conflict_global`` config).
+  the image (the ``conflict_global`` config; ``conflict_large`` is the same on 8 times the
+  training studies, for twice the updates).
 * ``Config.independent_style`` (set in the config): how the dial draws its second set of
   findings, ``"opposite"`` (default: same places, opposite brightness) or ``"flipped"`` (same
   brightness, upside down, so the two sets are told apart by where they are; the
